@@ -1,0 +1,58 @@
+# Every target creates .venv from requirements.txt when it is missing or stale.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+NOTEBOOKS := book lectures solutions labs
+WEB := .cache/web
+
+.PHONY: book test lint slides labs grade bench clean venv browser-tools
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
+	touch $@
+
+book: venv
+	$(BIN)/jupyter-book build -W -n --keep-going .
+	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+lint: venv
+	$(BIN)/ruff check traindeep tests
+	$(BIN)/nbqa ruff $(NOTEBOOKS)
+	$(BIN)/nbstripout --verify $(foreach d,$(NOTEBOOKS),$(wildcard $(d)/*.ipynb))
+	$(PY) -m traindeep notebooks check
+	$(PY) -m traindeep labs check
+
+# Chromium (Debian's) and MathJax, require.js and the widget renderer (npm) for the page check.
+browser-tools:
+	command -v chromium > /dev/null || (apt-get update -q && apt-get install -y -q chromium)
+	test -d $(WEB)/node_modules/mathjax || (mkdir -p $(WEB) \
+		&& cp tests/web/package.json tests/web/package-lock.json $(WEB)/ \
+		&& npm ci --prefix $(WEB) --no-audit --no-fund)
+
+test: venv browser-tools lint
+	$(PY) -m pytest tests -n 2 --dist loadfile
+	$(PY) -m pytest -p no:cacheprovider --nbval-lax -n 2 --dist loadfile book lectures solutions
+	$(BIN)/jupyter-book build -W -n --keep-going .
+	$(PY) -m pytest tests/browser_check.py --run-browser -v
+
+slides: venv
+	$(PY) -m traindeep slides --out _build/slides
+
+labs: venv
+	$(PY) -m traindeep labs build
+
+grade: venv
+	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade LAB=solutions/NAME.ipynb SUBMISSIONS=folder OUT=grades" && exit 2)
+	$(PY) -m traindeep grade $(LAB) $(SUBMISSIONS) --out $(or $(OUT),grades)
+
+bench: venv
+	$(PY) -m traindeep bench --out _build/bench.md
+
+clean:
+	rm -rf _build .jupyter_cache

@@ -1,0 +1,82 @@
+"""Command line: python -m traindeep notebooks|labs|grade|slides|bench ..."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m traindeep",
+                                     description="Tools of the Training Deep Networks course book.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    nbs = commands.add_parser("notebooks", help="stamp notebooks with their Colab badge and setup cell")
+    nbs.add_argument("action", choices=["stamp", "check"])
+
+    labs = commands.add_parser("labs", help="generate labs/ from solutions/, or check they are in sync")
+    labs.add_argument("action", choices=["build", "check"])
+
+    grade = commands.add_parser("grade", help="batch-grade submitted notebooks")
+    grade.add_argument("solution", help="the instructor's solutions/NAME.ipynb")
+    grade.add_argument("submissions", nargs="+", help="notebook files or folders of them")
+    grade.add_argument("--out", required=True, help="folder for grades.csv and feedback/")
+    grade.add_argument("--workers", type=int, default=1)
+    grade.add_argument("--timeout", type=float, default=600.0, help="seconds per submission")
+    grade.add_argument("--cell-timeout", type=float, default=120.0, help="seconds per cell")
+
+    slides = commands.add_parser("slides", help="export lectures/ to offline reveal.js HTML")
+    slides.add_argument("--out", default="_build/slides")
+
+    bench = commands.add_parser("bench", help="measure notebook times, widget latency, loop overhead")
+    bench.add_argument("--out", default="_build/bench.md")
+    bench.add_argument("--skip-notebooks", action="store_true")
+
+    args = parser.parse_args(argv)
+    if args.command == "notebooks":
+        from .notebooks import badge_problems, stamp_all
+
+        stale = stamp_all(check_only=args.action == "check")
+        if args.action == "stamp":
+            print(f"stamped {len(stale)} notebook(s)" + (": " + ", ".join(stale) if stale else ""))
+            return 0
+        problems = [f"{p}: stale badge or setup cell (run `python -m traindeep notebooks stamp`)"
+                    for p in stale] + badge_problems()
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print("notebook stamps are current" if not problems else f"{len(problems)} problem(s)")
+        return 1 if problems else 0
+    if args.command == "labs":
+        from .labs import build_labs, stale_labs
+
+        if args.action == "build":
+            written = build_labs()
+            print(f"wrote {len(written)} lab(s) to labs/")
+            return 0
+        stale = stale_labs()
+        for name in stale:
+            print(f"{name} is stale: run `python -m traindeep labs build`", file=sys.stderr)
+        print("labs/ is in sync with solutions/" if not stale else f"{len(stale)} stale lab(s)")
+        return 1 if stale else 0
+    if args.command == "grade":
+        from .grade import grade_batch
+
+        result = grade_batch(args.solution, args.submissions, args.out, workers=args.workers,
+                             timeout=args.timeout, cell_timeout=args.cell_timeout)
+        return 0 if result else 1
+    if args.command == "slides":
+        from .slides import export_slides
+
+        for path in export_slides(args.out):
+            print(f"wrote {path}")
+        return 0
+    if args.command == "bench":
+        from .bench import run_bench
+
+        print(run_bench(args.out, notebooks=not args.skip_notebooks))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Interactive explorers, each with a static fallback figure.
+
+ipywidgets is imported only when a widget is built, so the package stays
+importable (and the static figures usable) without a front end.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from .nets import INIT_SCHEMES, mlp
+from .plots import _positive
+from .probes import layer_stats
+
+EXPLORER_INITS = tuple(s for s in INIT_SCHEMES if s not in ("default", "zeros"))
+EXPLORER_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "silu")
+
+
+def signal_stats(depth=20, activation="tanh", init="xavier_normal", scale=1.0, width=128,
+                 n_samples=256, seed=0):
+    """Layer statistics of a freshly initialized deep MLP on standard-normal inputs."""
+    generator = torch.Generator().manual_seed(seed)
+    X = torch.randn(n_samples, width, generator=generator)
+    y = torch.randint(0, 10, (n_samples,), generator=generator)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = mlp(width, 10, depth=depth, width=width, activation=activation, init=init,
+                  std=0.05, scale=scale)
+    return layer_stats(net, X, y)
+
+
+class SignalExplorer:
+    """Depth, activation, init scheme and init scale -> per-layer signal statistics.
+
+    `update(...)` is the callback: it recomputes the statistics and redraws the
+    one figure in place. In a notebook, displaying the explorer shows live
+    controls; front ends without a kernel (the rendered book) show a PNG
+    snapshot of the current figure instead.
+    """
+
+    def __init__(self, depth=20, activation="tanh", init="xavier_normal", scale=1.0, width=128):
+        self.params = dict(depth=depth, activation=activation, init=init, scale=scale, width=width)
+        # A fixed layout and persistent lines: redrawing then costs one render, which
+        # keeps the callback well under the 150 ms a slider drag tolerates.
+        self.fig, self.axes = plt.subplots(1, 2, figsize=(8, 2.8), dpi=72)
+        self.fig.subplots_adjust(left=0.08, right=0.98, bottom=0.18, top=0.86, wspace=0.28)
+        plt.close(self.fig)  # shown through the widget's output, not by the inline backend
+        self.act_line, = self.axes[0].plot([], [], marker=".")
+        self.grad_line, = self.axes[1].plot([], [], marker=".", color="C3")
+        self.axes[0].set(yscale="log", xlabel="hidden layer", ylabel="activation std")
+        self.axes[1].set(yscale="log", xlabel="hidden layer", ylabel="weight-gradient norm")
+        self._widget = None
+        self.update(**self.params)
+
+    def update(self, **params):
+        """Recompute the statistics for `params` and redraw the figure."""
+        unknown = set(params) - set(self.params)
+        if unknown:
+            raise TypeError(f"unknown explorer parameter(s) {sorted(unknown)}; "
+                            f"expected some of {sorted(self.params)}")
+        self.params.update(params)
+        stats = signal_stats(**self.params)
+        layers = np.arange(1, stats.depth + 1)
+        self.act_line.set_data(layers, _positive(stats.act_std))
+        self.grad_line.set_data(layers, _positive(stats.grad_norm))
+        for ax in self.axes:
+            ax.relim()
+            ax.autoscale_view()
+        p = self.params
+        self.fig.suptitle(f"{p['activation']}, {p['init']} x {p['scale']:g}, "
+                          f"{p['depth']} layers", fontsize=10)
+        return stats
+
+    def png(self) -> bytes:
+        buffer = io.BytesIO()
+        self.fig.savefig(buffer, format="png")
+        return buffer.getvalue()
+
+    @property
+    def widget(self):
+        """The ipywidgets front end (built on first use)."""
+        if self._widget is None:
+            self._widget = self._build_widget()
+        return self._widget
+
+    def _build_widget(self):
+        import ipywidgets as w
+        from IPython.display import Image, display
+
+        p = self.params
+        controls = dict(
+            depth=w.IntSlider(value=p["depth"], min=2, max=50, description="depth"),
+            activation=w.Dropdown(options=EXPLORER_ACTIVATIONS, value=p["activation"],
+                                  description="activation"),
+            init=w.Dropdown(options=EXPLORER_INITS, value=p["init"], description="init"),
+            scale=w.FloatLogSlider(value=p["scale"], base=10, min=-1, max=1, step=0.05,
+                                   description="init scale"),
+        )
+
+        def redraw(**params):
+            self.update(**params)
+            display(Image(self.png()))
+
+        output = w.interactive_output(redraw, controls)
+        return w.VBox([w.HBox(list(controls.values())[:2]), w.HBox(list(controls.values())[2:]),
+                       output])
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = {"text/plain": f"SignalExplorer({self.params})",
+                  "image/png": base64.b64encode(self.png()).decode("ascii")}
+        try:
+            bundle.update(self.widget._repr_mimebundle_(include=include, exclude=exclude) or {})
+        except ImportError:  # no ipywidgets: the snapshot alone
+            pass
+        bundle["text/plain"] = f"SignalExplorer({self.params})"
+        return bundle
+
+
+def signal_explorer(**params) -> SignalExplorer:
+    """Build the signal explorer; display it (last line of a cell) to get the controls."""
+    return SignalExplorer(**params)
+
+
+def signal_grid(activations=("sigmoid", "tanh", "relu"),
+                inits=("normal", "xavier_normal", "he_normal"), depth=30, scales=(0.5, 1.0, 2.0)):
+    """Static small multiples of the explorer: activation std per layer for each
+    (init, activation) panel, one line per init scale."""
+    fig, axes = plt.subplots(len(inits), len(activations), sharex=True, sharey=True,
+                             figsize=(3.0 * len(activations), 2.3 * len(inits)),
+                             constrained_layout=True, squeeze=False)
+    layers = np.arange(1, depth + 1)
+    for row, init in enumerate(inits):
+        for col, activation in enumerate(activations):
+            ax = axes[row, col]
+            for i, scale in enumerate(scales):
+                stats = signal_stats(depth=depth, activation=activation, init=init, scale=scale)
+                ax.plot(layers, _positive(stats.act_std), color=f"C{i}", label=f"x {scale:g}")
+            ax.set_yscale("log")
+            ax.set_title(f"{activation} / {init}", fontsize=9)
+            if col == 0:
+                ax.set_ylabel("activation std")
+            if row == len(inits) - 1:
+                ax.set_xlabel("hidden layer")
+    axes[0, 0].legend(title="init scale", fontsize=7, title_fontsize=7)
+    return fig
