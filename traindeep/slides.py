@@ -13,11 +13,14 @@ from pathlib import Path
 from .notebooks import ROOT, read_notebook
 
 WEB = ROOT / ".cache" / "web" / "node_modules"
-ASSETS = {"reveal.js": WEB / "reveal.js", "mathjax": WEB / "mathjax", "requirejs": WEB / "requirejs"}
+ASSETS = ("reveal.js", "mathjax", "requirejs", "jquery")
+# The decks draw no diagrams; this stands in for nbconvert's mermaid module, which it links from a CDN.
+MERMAID_STUB = "export default { initialize() {} };\n"
 
 
 def export_slides(out_dir, lectures=ROOT / "lectures", web=WEB) -> list[Path]:
-    """Write one `<name>.slides.html` per lecture notebook plus an `assets/` folder."""
+    """Execute each lecture notebook and write `<name>.slides.html` plus an `assets/` folder."""
+    from nbclient import NotebookClient
     from nbconvert import SlidesExporter
 
     web = Path(web)
@@ -32,15 +35,22 @@ def export_slides(out_dir, lectures=ROOT / "lectures", web=WEB) -> list[Path]:
         if not target.exists():
             ignore = shutil.ignore_patterns("*.map", "test", "examples", "node_modules")
             shutil.copytree(web / name, target, ignore=ignore)
+    (assets / "mermaid-stub.mjs").write_text(MERMAID_STUB)
     exporter = SlidesExporter(
         reveal_url_prefix="assets/reveal.js",
         mathjax_url="assets/mathjax/es5/tex-chtml-full.js?config=TeX-AMS_CHTML-full",
         require_js_url="assets/requirejs/require.js",
+        jquery_url="assets/jquery/dist/jquery.min.js",
+        mermaid_js_url="assets/mermaid-stub.mjs",
         exclude_input_prompt=True, exclude_output_prompt=True,
     )
     written = []
     for path in sorted(Path(lectures).glob("*.ipynb")):
-        body, _ = exporter.from_notebook_node(read_notebook(path))
+        nb = read_notebook(path)
+        # Execute first, so the live demos' outputs are on the slides.
+        NotebookClient(nb, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        body, _ = exporter.from_notebook_node(nb)
         target = out_dir / f"{path.stem}.slides.html"
         target.write_text(body, encoding="utf-8")
         written.append(target)
