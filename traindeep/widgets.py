@@ -10,6 +10,7 @@ import base64
 import io
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import LogLocator, NullFormatter
 import numpy as np
 import torch
 
@@ -19,6 +20,16 @@ from .probes import layer_stats
 
 EXPLORER_INITS = tuple(s for s in INIT_SCHEMES if s not in ("default", "zeros"))
 EXPLORER_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "silu")
+
+
+def _log_limits(values, min_decades=3):
+    """Y-limits spanning the data and at least `min_decades` decades (so flat lines look flat)."""
+    positive = values[np.isfinite(values) & (values > 0)]
+    if not positive.size:
+        return 1e-3, 1.0
+    low, high = np.log10(positive.min()), np.log10(positive.max())
+    pad = max(0.5, (min_decades - (high - low)) / 2)
+    return 10 ** (low - pad), 10 ** (high + pad)
 
 
 def signal_stats(depth=20, activation="tanh", init="xavier_normal", scale=1.0, width=128,
@@ -48,12 +59,15 @@ class SignalExplorer:
         # A fixed layout and persistent lines: redrawing then costs one render, which
         # keeps the callback well under the 150 ms a slider drag tolerates.
         self.fig, self.axes = plt.subplots(1, 2, figsize=(8, 2.8), dpi=72)
-        self.fig.subplots_adjust(left=0.08, right=0.98, bottom=0.18, top=0.86, wspace=0.28)
+        self.fig.subplots_adjust(left=0.1, right=0.98, bottom=0.18, top=0.86, wspace=0.35)
         plt.close(self.fig)  # shown through the widget's output, not by the inline backend
         self.act_line, = self.axes[0].plot([], [], marker=".")
         self.grad_line, = self.axes[1].plot([], [], marker=".", color="C3")
         self.axes[0].set(yscale="log", xlabel="hidden layer", ylabel="activation std")
         self.axes[1].set(yscale="log", xlabel="hidden layer", ylabel="weight-gradient norm")
+        for ax in self.axes:
+            ax.yaxis.set_major_locator(LogLocator(numticks=6))
+            ax.yaxis.set_minor_formatter(NullFormatter())
         self._widget = None
         self.update(**self.params)
 
@@ -68,9 +82,9 @@ class SignalExplorer:
         layers = np.arange(1, stats.depth + 1)
         self.act_line.set_data(layers, _positive(stats.act_std))
         self.grad_line.set_data(layers, _positive(stats.grad_norm))
-        for ax in self.axes:
-            ax.relim()
-            ax.autoscale_view()
+        for ax, values in zip(self.axes, (stats.act_std, stats.grad_norm)):
+            ax.set_xlim(0.5, stats.depth + 0.5)
+            ax.set_ylim(*_log_limits(values))
         p = self.params
         self.fig.suptitle(f"{p['activation']}, {p['init']} x {p['scale']:g}, "
                           f"{p['depth']} layers", fontsize=10)

@@ -1,0 +1,137 @@
+"""Open the built book in headless Chromium and check what a reader sees.
+
+Run after `jupyter-book build` (the Makefile's `test` target does). The built
+pages load MathJax, require.js and the widget renderer from CDNs, which this
+machine cannot reach; a copy of the site gets them from the npm folder
+`.cache/web` instead. An injected script waits for MathJax and writes a JSON
+report into the page, which `chromium --dump-dom` hands back.
+"""
+
+import functools
+import http.server
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from traindeep.notebooks import colab_url
+
+ROOT = Path(__file__).resolve().parent.parent
+HTML = ROOT / "_build" / "html"
+WEB = ROOT / ".cache" / "web" / "node_modules"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+LOCAL_COPIES = {  # pattern of a CDN URL -> file under .cache/web/node_modules
+    r"https://[^\"']*/mathjax@3/es5/tex-mml-chtml\.js": "mathjax/es5/tex-mml-chtml.js",
+    r"https://[^\"']*/require\.js/[\d.]+/require\.min\.js": "requirejs/require.js",
+    r"https://[^\"']*/@jupyter-widgets/html-manager@[\d.]+/dist/embed-amd\.js":
+        "@jupyter-widgets/html-manager/dist/embed-amd.js",
+}
+
+REPORT_SCRIPT = """
+<script>
+window.addEventListener("load", async () => {
+  const report = {mathjax: typeof MathJax !== "undefined"};
+  try { await MathJax.startup.promise; } catch (e) { report.mathjaxError = String(e); }
+  const main = document.querySelector("main") || document.body;
+  report.typeset = main.querySelectorAll("mjx-container").length;
+  report.rawTex = (main.innerText.match(/\\$\\$|\\\\frac|\\\\prod/g) || []).length;
+  report.images = [...main.querySelectorAll(".cell_output img")].map(
+      img => ({src: img.getAttribute("src"), ok: img.complete && img.naturalWidth > 0}));
+  report.snapshot = [...main.querySelectorAll(".tag_widget-snapshot .cell_output img")].map(
+      img => img.complete && img.naturalWidth > 100);
+  report.colab = [...document.querySelectorAll("a[href*='colab.research.google.com']")].map(a => a.href);
+  report.errors = [...main.querySelectorAll(".output.traceback, .cell_output .error")].length;
+  const pre = document.createElement("pre");
+  pre.id = "page-report";
+  pre.textContent = JSON.stringify(report);
+  document.body.appendChild(pre);
+});
+</script>
+"""
+
+
+@pytest.fixture(scope="module")
+def site():
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed: run `make browser-tools` (Debian package chromium)")
+    if not (HTML / "book" / "01_why_training_fails.html").exists():
+        pytest.fail(f"{HTML} has no built book: run `make book` first")
+    if not (WEB / "mathjax").is_dir():
+        pytest.fail(f"{WEB} lacks mathjax: run `make browser-tools` (npm ci into .cache/web)")
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "html"
+        shutil.copytree(HTML, copy)
+        shutil.copytree(WEB, copy / "_offline", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("*.map", "*.ts", "test", "docs"))
+        for page in copy.rglob("*.html"):
+            text = page.read_text(encoding="utf-8")
+            for pattern, local in LOCAL_COPIES.items():
+                text = re.sub(pattern, "/_offline/" + local, text)
+            page.write_text(text.replace("</body>", REPORT_SCRIPT + "</body>"), encoding="utf-8")
+        handler = functools.partial(QuietHandler, directory=str(copy))
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_port}"
+        finally:
+            server.shutdown()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+def page_report(url: str) -> dict:
+    with tempfile.TemporaryDirectory() as profile:
+        result = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=20000",
+             "--dump-dom", url],
+            capture_output=True, text=True, timeout=120)
+    match = re.search(r'<pre id="page-report">(.*?)</pre>', result.stdout, re.S)
+    assert match, f"no report from {url}; chromium said: {result.stderr[-2000:]}"
+    return json.loads(match.group(1).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
+
+
+@pytest.fixture(scope="module")
+def chapter1(site):
+    return page_report(site + "/book/01_why_training_fails.html")
+
+
+def test_maths_is_typeset(chapter1):
+    assert chapter1["mathjax"], "MathJax did not load"
+    assert chapter1["typeset"] >= 5, chapter1
+    assert chapter1["rawTex"] == 0, "raw TeX is visible on the page"
+
+
+def test_figures_show(chapter1):
+    images = chapter1["images"]
+    assert len(images) >= 7, images
+    broken = [i["src"] for i in images if not i["ok"]]
+    assert not broken, f"images that did not load: {broken}"
+    assert chapter1["errors"] == 0
+
+
+def test_widget_snapshot_shows(chapter1):
+    assert chapter1["snapshot"] == [True]
+
+
+def test_colab_links_point_at_the_notebook(chapter1):
+    expected = colab_url("book/01_why_training_fails.ipynb")
+    assert expected in chapter1["colab"], chapter1["colab"]
+    assert all(link == expected or link.endswith("colab-badge.svg") for link in chapter1["colab"])
+
+
+def test_lecture_page_renders(site):
+    report = page_report(site + "/lectures/01_why_training_fails.html")
+    assert report["typeset"] >= 2 and report["images"] and all(i["ok"] for i in report["images"])
+    assert colab_url("lectures/01_why_training_fails.ipynb") in report["colab"]

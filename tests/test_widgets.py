@@ -1,0 +1,55 @@
+import base64
+import time
+
+import numpy as np
+import pytest
+
+from traindeep import widgets
+
+
+def test_explorer_update_changes_the_figure_in_place():
+    explorer = widgets.signal_explorer(depth=10, activation="tanh", init="xavier_normal")
+    fig, lines = explorer.fig, explorer.act_line
+    before = explorer.png()
+    stats = explorer.update(depth=25, activation="relu", init="he_normal", scale=2.0)
+    assert explorer.fig is fig and explorer.act_line is lines  # same figure, redrawn
+    assert stats.depth == 25 and len(lines.get_xdata()) == 25
+    assert stats.act_std[-1] > 100 * stats.act_std[0]  # x2 He on ReLU explodes
+    assert explorer.png() != before and explorer.png()[:4] == b"\x89PNG"
+
+
+def test_explorer_rejects_unknown_parameter():
+    with pytest.raises(TypeError, match="unknown explorer parameter"):
+        widgets.signal_explorer().update(lr=0.1)
+
+
+def test_explorer_displays_live_controls_and_a_snapshot():
+    bundle = widgets.signal_explorer(depth=5)._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert base64.b64decode(bundle["image/png"])[:4] == b"\x89PNG"
+    assert bundle["text/plain"].startswith("SignalExplorer(")
+
+
+def test_explorer_widget_callback_redraws():
+    explorer = widgets.signal_explorer(depth=5)
+    box = explorer.widget
+    depth_slider = box.children[0].children[0]
+    depth_slider.value = 12
+    assert explorer.params["depth"] == 12
+
+
+def test_explorer_callback_is_fast_enough():
+    explorer = widgets.signal_explorer()
+    times = []
+    for depth in (10, 20, 30, 40, 50, 20):
+        start = time.perf_counter()
+        explorer.update(depth=depth)
+        explorer.png()
+        times.append(time.perf_counter() - start)
+    assert np.median(times) < 0.5  # generous here; `make bench` holds the 150 ms budget
+
+
+def test_static_grid_has_one_panel_per_pair():
+    fig = widgets.signal_grid(activations=("tanh", "relu"), inits=("he_normal",), depth=6, scales=(1.0,))
+    assert len(fig.axes) == 2
+    assert [ax.get_title() for ax in fig.axes] == ["tanh / he_normal", "relu / he_normal"]
