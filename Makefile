@@ -24,7 +24,7 @@ book: venv
 lint: venv
 	$(BIN)/ruff check traindeep tests
 	$(BIN)/nbqa ruff $(NOTEBOOKS)
-	$(BIN)/nbstripout --verify $(foreach d,$(NOTEBOOKS),$(wildcard $(d)/*.ipynb))
+	$(BIN)/nbstripout --keep-id --verify $(foreach d,$(NOTEBOOKS),$(wildcard $(d)/*.ipynb))
 	$(PY) -m traindeep notebooks check
 	$(PY) -m traindeep labs check
 
@@ -39,7 +39,7 @@ test: venv browser-tools lint
 	$(PY) -m pytest tests -n 2 --dist loadfile
 	$(PY) -m pytest -p no:cacheprovider --nbval-lax -n 2 --dist loadfile book lectures solutions
 	$(BIN)/jupyter-book build -W -n --keep-going .
-	$(PY) -m pytest tests/browser_check.py --run-browser -v
+	$(PY) -m pytest tests/browser_check.py -v
 
 slides: venv
 	$(PY) -m traindeep slides --out _build/slides

@@ -35,9 +35,15 @@ LOCAL_COPIES = {  # pattern of a CDN URL -> file under .cache/web/node_modules
 
 REPORT_SCRIPT = """
 <script>
-window.addEventListener("load", async () => {
-  const report = {mathjax: typeof MathJax !== "undefined"};
+document.addEventListener("DOMContentLoaded", async () => {
+  // Wait for MathJax to load and finish typesetting (it loads asynchronously).
+  for (let i = 0; i < 200 && !(window.MathJax && MathJax.startup && MathJax.startup.promise); i++) {
+    await new Promise(r => setTimeout(r, 50));
+  }
+  const report = {mathjax: typeof MathJax !== "undefined" && !!MathJax.startup};
   try { await MathJax.startup.promise; } catch (e) { report.mathjaxError = String(e); }
+  await Promise.all([...document.images].map(img => img.complete ? null :
+      new Promise(r => { img.onload = img.onerror = r; })));
   const main = document.querySelector("main") || document.body;
   report.typeset = main.querySelectorAll("mjx-container").length;
   report.rawTex = (main.innerText.match(/\\$\\$|\\\\frac|\\\\prod/g) || []).length;
@@ -73,6 +79,7 @@ def site():
             text = page.read_text(encoding="utf-8")
             for pattern, local in LOCAL_COPIES.items():
                 text = re.sub(pattern, "/_offline/" + local, text)
+            text = re.sub(r'\s(integrity|crossorigin)="[^"]*"', "", text)  # hashes of the CDN files
             page.write_text(text.replace("</body>", REPORT_SCRIPT + "</body>"), encoding="utf-8")
         handler = functools.partial(QuietHandler, directory=str(copy))
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -94,11 +101,13 @@ def page_report(url: str) -> dict:
         result = subprocess.run(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
              "--no-first-run", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=20000",
+             "--disable-sync", f"--user-data-dir={profile}",
+             # Nothing outside localhost: CDN fonts and badges would otherwise stall the page.
+             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--virtual-time-budget=20000",
              "--dump-dom", url],
             capture_output=True, text=True, timeout=120)
-    match = re.search(r'<pre id="page-report">(.*?)</pre>', result.stdout, re.S)
-    assert match, f"no report from {url}; chromium said: {result.stderr[-2000:]}"
+    match = re.search(r'<pre id="page-report"[^>]*>(.*?)</pre>', result.stdout, re.S)
+    assert match, f"no report from {url} (dumped {len(result.stdout)} chars, rc {result.returncode}); chromium said: {result.stderr[-1500:]}"
     return json.loads(match.group(1).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
 
 

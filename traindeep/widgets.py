@@ -10,9 +10,9 @@ import base64
 import io
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import LogLocator, NullFormatter
 import numpy as np
 import torch
+from matplotlib.ticker import LogLocator, NullFormatter
 
 from .nets import INIT_SCHEMES, mlp
 from .plots import _positive
