@@ -24,6 +24,9 @@ def main(argv=None) -> int:
     grade.add_argument("--workers", type=int, default=1)
     grade.add_argument("--timeout", type=float, default=600.0, help="seconds per submission")
     grade.add_argument("--cell-timeout", type=float, default=120.0, help="seconds per cell")
+    grade.add_argument("--memory-gb", type=float, default=4.0, help="memory limit per submission")
+    grade.add_argument("--seed", type=int, help="seed for the probes' inputs (default: random)")
+    grade.add_argument("--no-sandbox", action="store_true", help="do not use bwrap even when available")
 
     slides = commands.add_parser("slides", help="export lectures/ to offline reveal.js HTML")
     slides.add_argument("--out", default="_build/slides")
@@ -62,7 +65,8 @@ def main(argv=None) -> int:
         from .grade import grade_batch
 
         result = grade_batch(args.solution, args.submissions, args.out, workers=args.workers,
-                             timeout=args.timeout, cell_timeout=args.cell_timeout)
+                             timeout=args.timeout, cell_timeout=args.cell_timeout, memory_gb=args.memory_gb,
+                             seed=args.seed, sandbox=not args.no_sandbox)
         return 0 if result else 1
     if args.command == "slides":
         from .slides import export_slides
