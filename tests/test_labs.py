@@ -1,0 +1,121 @@
+"""Labs generated from solutions: in sync, free of solutions, checks that fail on the stubs, real grading."""
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from traindeep import labs
+from traindeep.grade import grade_batch
+from traindeep.labformat import is_answer, is_check, questions
+from traindeep.notebooks import read_notebook
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
+LAB01 = ROOT / "solutions" / "lab01_signal_propagation.ipynb"
+
+
+def test_labs_folder_is_in_sync_with_solutions():
+    assert SOLUTIONS, "no solutions/*.ipynb"
+    assert labs.stale_labs(ROOT) == []
+
+
+def test_build_is_byte_identical_and_stale_labs_are_found(tmp_path):
+    shutil.copy(ROOT / "_config.yml", tmp_path)
+    shutil.copytree(ROOT / "solutions", tmp_path / "solutions")
+    first = {p.name: p.read_bytes() for p in labs.build_labs(tmp_path)}
+    second = {p.name: p.read_bytes() for p in labs.build_labs(tmp_path)}
+    assert first == second and labs.stale_labs(tmp_path) == []
+    edited = tmp_path / "labs" / LAB01.name
+    edited.write_text(edited.read_text().replace("YOUR CODE HERE", "my answer"))
+    (tmp_path / "labs" / "orphan.ipynb").write_text("{}")
+    assert labs.stale_labs(tmp_path) == [LAB01.name, "orphan.ipynb (no solution)"]
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.stem)
+def test_a_lab_holds_no_solution(solution):
+    lab = read_notebook(ROOT / "labs" / solution.name)
+    text = (ROOT / "labs" / solution.name).read_text()
+    assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
+    assert "traindeep" not in lab.metadata, "probes and rubrics must stay in the solution"
+    assert f"Generated from solutions/{solution.name}" in lab.cells[0].source
+    assert f"blob/main/labs/{solution.name}" in lab.cells[0].source
+    answers = [c for c in lab.cells if is_answer(c)]
+    assert len(answers) == len([c for c in read_notebook(solution).cells if is_answer(c)])
+    assert all("YOUR CODE HERE" in c.source or "Your answer here" in c.source for c in answers)
+    assert len([q for q in questions(read_notebook(solution)) if not q.manual]) >= 3
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.stem)
+def test_every_public_check_fails_on_the_unfilled_stub(solution, tmp_path):
+    lab = read_notebook(ROOT / "labs" / solution.name)
+    client = NotebookClient(lab, timeout=300, allow_errors=True, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    check_cells = [c for c in lab.cells if is_check(c)]
+    assert check_cells
+    for cell in check_cells:
+        text = "".join(o.get("text", "") for o in cell.outputs)
+        errors = [o for o in cell.outputs if o.output_type == "error"]
+        assert errors, f"check cell {cell.id} passed on the stub"
+        assert "✓" not in text, f"check cell {cell.id} printed a passing check on the stub: {text}"
+
+
+@pytest.fixture(scope="module")
+def lab01_grades(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab01")
+    subs = root / "submissions"
+    subs.mkdir()
+    shutil.copy(LAB01, subs / "solution_itself.ipynb")
+    shutil.copy(ROOT / "labs" / LAB01.name, subs / "unfilled.ipynb")
+    wrong = read_notebook(LAB01)
+    answer = next(c for c in wrong.cells if c.id == "q2-answer")
+    answer.source = answer.source.replace("fan_in, _ = fans(weight)", "_, fan_in = fans(weight)")
+    nbformat.write(wrong, subs / "uses_fan_out.ipynb")
+    assert grade_batch(LAB01, [subs], root / "out", workers=2, timeout=300, cell_timeout=120, seed=3)
+    with open(root / "out" / "grades.csv", newline="") as f:
+        return {row["student"]: row for row in csv.DictReader(f)}, root / "out"
+
+
+def test_the_solution_earns_full_marks(lab01_grades):
+    rows, _ = lab01_grades
+    row = rows["solution_itself"]
+    assert row["status"] == "ok" and row["total"] == row["max"] == "11" and row["q5"] == "manual"
+
+
+def test_the_unfilled_lab_earns_zero_with_answers_missing(lab01_grades):
+    rows, _ = lab01_grades
+    assert rows["unfilled"]["total"] == "0" and rows["unfilled"]["status"].startswith("answers missing")
+
+
+def test_a_classic_mistake_loses_its_points_with_a_hint(lab01_grades):
+    rows, out = lab01_grades
+    row = rows["uses_fan_out"]
+    assert (row["q1"], row["q3"]) == ("4.0", "2.0") and float(row["q2"]) < 3
+    assert "did you use fan_out?" in (out / "feedback" / "uses_fan_out.md").read_text()
+
+
+def test_the_colab_setup_cell_installs_traindeep_into_a_bare_environment(tmp_path):
+    """The setup cell alone makes `import traindeep` work where it was missing (as in Colab)."""
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # Colab already has torch, numpy and friends: lend ours (but not traindeep) instead of downloading them.
+    ours = next(p for p in sys.path if p.endswith("site-packages") and Path(p, "torch").is_dir())
+    Path(site, "lend.pth").write_text(ours + "\n")
+    check = [python, "-c", "import traindeep, sys; print(traindeep.__file__)"]
+    assert subprocess.run(check, cwd=tmp_path, capture_output=True).returncode != 0, "traindeep already there"
+    setup = read_notebook(ROOT / "labs" / LAB01.name).cells[1].source
+    env = {**os.environ, "TRAINDEEP_SETUP": "force", "TRAINDEEP_SOURCE": str(ROOT), "PIP_NO_INPUT": "1"}
+    subprocess.run([python, "-c", setup], cwd=tmp_path, env=env, check=True, timeout=600)
+    located = subprocess.run(check, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+    assert located.startswith(str(env_dir)), located
