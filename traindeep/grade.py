@@ -185,7 +185,7 @@ class Grader:
                                              id="grader-setup")
         nb.cells.insert(0, snapshot)
         keys = []
-        for i, probe in enumerate(self.probes):
+        for i, probe in enumerate(p for p in self.probes if not p.probe.outputs):
             cell = nbformat.v4.new_code_cell(PROBE_TEMPLATE.format(expr=probe.expr, nonce=nonce), id=f"probe-{i}")
             cell.metadata = {"tags": ["probe"], "traindeep": {"question": probe.question}}
             nb.cells.append(cell)
@@ -202,6 +202,11 @@ class Grader:
                         values[key] = json.loads(match.group(1))
                     except json.JSONDecodeError:
                         pass
+            for probe in (p for p in self.probes if p.probe.outputs):
+                values[probe.name + "@" + probe.question] = {"value": float(sum(
+                    probe.probe.outputs in output.get("data", {})
+                    for cell in run.nb.cells if is_answer(cell) and question_of(cell) == probe.question
+                    for output in cell.get("outputs", [])))}
         return values, run
 
 

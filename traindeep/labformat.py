@@ -16,6 +16,8 @@ Answer cells are tagged `answer` and name their question in
 integers or floats, or `{"choice": [...]}`), evaluated in the student's kernel,
 and judged outside it: compared with the solution's value (`rtol`, `atol`), or
 by a `rule` ({"at_least": x}, {"at_most": x}, {"between": [a, b]}, {"equals": v}).
+A probe with `"outputs": "image/png"` and a rule counts what the question's
+answer cells displayed instead (figures, say), read from the executed notebook.
 """
 
 from __future__ import annotations
@@ -39,12 +41,13 @@ class LabFormatError(ValueError):
 @dataclass
 class Probe:
     name: str
-    expr: str
+    expr: str = ""
     points: float = 1.0
     draw: dict = field(default_factory=dict)
     rtol: float = 1e-6
     atol: float = 1e-9
     rule: dict | None = None
+    outputs: str | None = None  # count this MIME type among the question's answer-cell outputs instead
 
     def instantiate(self, rng: random.Random) -> tuple[str, dict]:
         """The expression with its inputs drawn, and the drawn inputs."""
@@ -97,6 +100,8 @@ def questions(nb) -> list[Question]:
         seen.add(q["id"])
         probes = [Probe(**p) for p in q.get("probes", [])]
         for p in probes:
+            if bool(p.expr) == bool(p.outputs) or (p.outputs and not p.rule):
+                raise LabFormatError(f"{q['id']}/{p.name}: a probe needs an expr, or outputs with a rule")
             if p.rule and set(p.rule) - set(RULES):
                 raise LabFormatError(f"{q['id']}/{p.name}: unknown rule {p.rule}; expected one of {RULES}")
         points = q.get("points", sum(p.points for p in probes))
