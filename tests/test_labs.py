@@ -119,3 +119,23 @@ def test_the_colab_setup_cell_installs_traindeep_into_a_bare_environment(tmp_pat
     subprocess.run([python, "-c", setup], cwd=tmp_path, env=env, check=True, timeout=600)
     located = subprocess.run(check, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     assert located.startswith(str(env_dir)), located
+
+
+def test_coursework_solution_earns_full_marks_and_its_stub_zero(tmp_path):
+    solution = ROOT / "solutions" / "coursework3_hyperparameters.ipynb"
+    subs = tmp_path / "submissions"
+    subs.mkdir()
+    shutil.copy(solution, subs / "solution_itself.ipynb")
+    shutil.copy(ROOT / "labs" / solution.name, subs / "unfilled.ipynb")
+    no_plots = read_notebook(solution)
+    next(c for c in no_plots.cells if c.id == "q4-answer").source = "plt.close('all')"
+    nbformat.write(no_plots, subs / "no_plots.ipynb")
+    assert grade_batch(solution, [subs], tmp_path / "out", workers=2, timeout=600, cell_timeout=300, seed=5)
+    with open(tmp_path / "out" / "grades.csv", newline="") as f:
+        rows = {row["student"]: row for row in csv.DictReader(f)}
+    assert rows["solution_itself"]["total"] == rows["solution_itself"]["max"] == "12"
+    assert rows["solution_itself"]["q5"] == rows["solution_itself"]["q6"] == "manual"
+    assert rows["unfilled"]["total"] == "0" and rows["unfilled"]["status"].startswith("answers missing")
+    assert rows["no_plots"]["q4"] == "0.0" and rows["no_plots"]["total"] == "10"
+    feedback = (tmp_path / "out" / "feedback" / "no_plots.md").read_text()
+    assert "✗ figures shown: got 0, expected at least 3" in feedback

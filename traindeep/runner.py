@@ -55,7 +55,7 @@ def run_isolated(nb, workdir: Path, timeout: float, cell_timeout: float, memory_
     nbformat.write(nb, source)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir), "LANG": "C.UTF-8",
            "JUPYTER_RUNTIME_DIR": str(workdir / ".runtime"), "MPLCONFIGDIR": str(workdir / ".mpl"),
-           "MPLBACKEND": "Agg", "IPYTHONDIR": str(workdir / ".ipython"), "PYTHONDONTWRITEBYTECODE": "1",
+           "IPYTHONDIR": str(workdir / ".ipython"), "PYTHONDONTWRITEBYTECODE": "1",
            "TQDM_DISABLE": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     command = [sys.executable, "-m", "traindeep.runner", str(source), str(executed), str(progress),
