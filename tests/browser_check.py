@@ -52,6 +52,8 @@ document.addEventListener("DOMContentLoaded", async () => {
   report.snapshot = [...main.querySelectorAll(".tag_widget-snapshot .cell_output img")].map(
       img => img.complete && img.naturalWidth > 100);
   report.colab = [...document.querySelectorAll("a[href*='colab.research.google.com']")].map(a => a.href);
+  report.stubs = (main.innerText.match(/YOUR CODE HERE/g) || []).length;
+  report.solutionMarkers = (main.innerText.match(/BEGIN SOLUTION|END SOLUTION/g) || []).length;
   report.errors = [...main.querySelectorAll(".output.traceback, .cell_output .error")].length;
   const pre = document.createElement("pre");
   pre.id = "page-report";
@@ -144,3 +146,12 @@ def test_lecture_page_renders(site):
     report = page_report(site + "/lectures/01_why_training_fails.html")
     assert report["typeset"] >= 2 and report["images"] and all(i["ok"] for i in report["images"])
     assert colab_url("lectures/01_why_training_fails.ipynb") in report["colab"]
+
+
+@pytest.mark.parametrize("lab", ["lab01_signal_propagation", "coursework3_hyperparameters"])
+def test_lab_pages_are_unexecuted_stubs_with_colab_links(site, lab):
+    report = page_report(f"{site}/labs/{lab}.html")
+    assert colab_url(f"labs/{lab}.ipynb") in report["colab"]
+    assert report["stubs"] >= 4 and report["solutionMarkers"] == 0
+    assert report["images"] == [] and report["errors"] == 0, "a lab page shows outputs"
+    assert report["rawTex"] == 0
