@@ -109,7 +109,8 @@ def page_report(url: str) -> dict:
              "--dump-dom", url],
             capture_output=True, text=True, timeout=120)
     match = re.search(r'<pre id="page-report"[^>]*>(.*?)</pre>', result.stdout, re.S)
-    assert match, f"no report from {url} (dumped {len(result.stdout)} chars, rc {result.returncode}); chromium said: {result.stderr[-1500:]}"
+    assert match, (f"no report from {url} (dumped {len(result.stdout)} chars, rc {result.returncode}); "
+                   f"chromium said: {result.stderr[-1500:]}")
     return json.loads(match.group(1).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">"))
 
 

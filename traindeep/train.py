@@ -91,7 +91,7 @@ def fit(model: nn.Module, data, epochs: int = 10, lr: float = 0.1, optimizer="sg
     for _ in tqdm(range(epochs), desc="epochs", disable=not progress, leave=False):
         model.train()
         order = torch.randperm(len(X), generator=generator).to(device)
-        step_losses, correct = [], torch.zeros((), dtype=torch.long, device=device)
+        step_losses, predictions = [], []
         for start in range(0, len(X), batch_size):
             idx = order[start:start + batch_size]
             logits = model(X[idx])
@@ -105,7 +105,7 @@ def fit(model: nn.Module, data, epochs: int = 10, lr: float = 0.1, optimizer="sg
                 sched.step()
             # Kept as tensors: reading them every step would stall a GPU.
             step_losses.append(loss.detach())
-            correct += (logits.detach().argmax(dim=1) == y[idx]).sum()
+            predictions.append(logits.detach().argmax(dim=1))
         losses = torch.stack(step_losses).cpu()
         if record_steps:
             history.step_loss.extend(losses.tolist())
@@ -116,9 +116,10 @@ def fit(model: nn.Module, data, epochs: int = 10, lr: float = 0.1, optimizer="sg
             break
         # Training metrics are running averages over the epoch (as Keras reports them),
         # which saves a second pass over the training set.
-        sizes = torch.tensor([len(order[s:s + batch_size]) for s in range(0, len(X), batch_size)])
+        sizes = torch.full((len(losses),), float(batch_size))
+        sizes[-1] = len(X) - batch_size * (len(losses) - 1)
         history.train_loss.append(float((losses * sizes).sum() / len(X)))
-        history.train_acc.append(correct.item() / len(X))
+        history.train_acc.append((torch.cat(predictions) == y[order]).sum().item() / len(X))
         val_loss, val_acc = evaluate(model, data.X_val, data.y_val)
         history.val_loss.append(val_loss)
         history.val_acc.append(val_acc)

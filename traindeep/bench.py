@@ -1,0 +1,142 @@
+"""`make bench`: notebook times, widget latency, training-loop and grader overhead, in one run.
+
+Absolute times on shared machines are noisy; the ratios (fit against a bare
+loop, grading against executing the notebook alone) are measured side by side
+in the same run and are the numbers to compare.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .notebooks import ROOT, read_notebook
+
+BUDGETS = {"book": 90.0, "lectures": 60.0, "solutions": 300.0}  # seconds per notebook on 2 CPU cores
+
+
+def time_notebook(path: Path) -> float:
+    """Seconds to execute a notebook in a fresh kernel (kernel start included)."""
+    from nbclient import NotebookClient
+
+    nb = read_notebook(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": tmp}}).execute()
+        return time.perf_counter() - start
+
+
+def explorer_latency(samples: int = 40, seed: int = 0) -> tuple[float, float]:
+    """Median and 95th percentile (ms) of the signal explorer's callback: recompute, redraw, render."""
+    from .widgets import EXPLORER_ACTIVATIONS, EXPLORER_INITS, SignalExplorer
+
+    explorer = SignalExplorer()
+    rng = random.Random(seed)
+    times = []
+    for _ in range(samples):
+        params = dict(depth=rng.randint(2, 50), activation=rng.choice(EXPLORER_ACTIVATIONS),
+                      init=rng.choice(EXPLORER_INITS), scale=10 ** rng.uniform(-1, 1))
+        start = time.perf_counter()
+        explorer.update(**params)
+        explorer.png()
+        times.append(1000 * (time.perf_counter() - start))
+    times.sort()
+    return statistics.median(times), times[int(0.95 * (len(times) - 1))]
+
+
+def bare_loop(model, X, y, epochs, lr, batch_size, seed, X_val=None, y_val=None):
+    """The plainest mini-batch SGD loop on the same data: the baseline for `fit`.
+
+    Like any loop someone would actually use, it looks at validation accuracy
+    once per epoch; `fit` does that too, so the ratio isolates fit's own
+    bookkeeping (loss and accuracy tracking, divergence check, progress bar).
+    """
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(X), generator=generator)
+        for start in range(0, len(X), batch_size):
+            idx = order[start:start + batch_size]
+            loss = nn.functional.cross_entropy(model(X[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if X_val is not None:
+            with torch.no_grad():
+                accuracy = (model(X_val).argmax(dim=1) == y_val).float().mean().item()
+    return accuracy if X_val is not None else None
+
+
+def fit_overhead(repeats: int = 9, epochs: int = 5, batch_size: int = 64) -> tuple[float, float, float]:
+    """(ms per step of fit, ms per step of the bare loop, ratio), from interleaved repeats."""
+    from . import data, nets, train
+
+    splits = data.mnist1d(num_samples=4000)
+    steps = epochs * -(-len(splits.X_train) // batch_size)
+    ours, bare = [], []
+    for r in range(repeats):
+        for which in ("fit", "bare") if r % 2 == 0 else ("bare", "fit"):
+            torch.manual_seed(r)
+            model = nets.mlp(splits.num_features, 10, depth=3, width=256)
+            start = time.perf_counter()
+            if which == "fit":
+                train.fit(model, splits, epochs=epochs, lr=0.01, momentum=0.9, batch_size=batch_size,
+                          progress=False, seed=r)
+                ours.append(time.perf_counter() - start)
+            else:
+                bare_loop(model, splits.X_train, splits.y_train, epochs, 0.01, batch_size, r,
+                          splits.X_val, splits.y_val)
+                bare.append(time.perf_counter() - start)
+    # The fastest of several interleaved repeats: the least disturbed by other work on the machine.
+    fit_ms, bare_ms = (1000 * min(t) / steps for t in (ours, bare))
+    return fit_ms, bare_ms, fit_ms / bare_ms
+
+
+def grader_overhead(solution: Path) -> tuple[float, float, float]:
+    """(seconds to grade one submission, seconds to execute it alone, ratio)."""
+    from .grade import Grader
+
+    alone = time_notebook(solution)
+    grader = Grader(solution, timeout=600, cell_timeout=300, seed=0)
+    grader.prepare()
+    outcome = grader.grade(solution, "solution")
+    if outcome.total() != grader.max_points:
+        raise RuntimeError(f"the solution scored {outcome.total()} of {grader.max_points}: {outcome.status}")
+    return outcome.seconds, alone, outcome.seconds / alone
+
+
+def run_bench(out="_build/bench.md", notebooks: bool = True, grading: bool = True) -> str:
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    lines = ["# Benchmarks", "", f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)", ""]
+    if notebooks:
+        lines += ["| notebook | seconds | budget | within |", "|---|---:|---:|---|"]
+        for folder, budget in BUDGETS.items():
+            for path in sorted((ROOT / folder).glob("*.ipynb")):
+                seconds = time_notebook(path)
+                lines.append(f"| {folder}/{path.name} | {seconds:.1f} | {budget:.0f} | "
+                             f"{'yes' if seconds <= budget else 'NO'} |")
+        lines.append("")
+    median, p95 = explorer_latency()
+    fit_ms, bare_ms, ratio = fit_overhead()
+    lines += ["| measure | value | target |", "|---|---:|---|",
+              f"| signal explorer callback, median | {median:.0f} ms | ≤ 150 ms |",
+              f"| signal explorer callback, 95th percentile | {p95:.0f} ms | |",
+              f"| `train.fit`, per step | {fit_ms:.3f} ms | |",
+              f"| bare PyTorch loop (SGD + validation accuracy per epoch), per step | {bare_ms:.3f} ms | |",
+              f"| `fit` / bare loop | {ratio:.3f} | ≤ 1.10 |"]
+    lab = ROOT / "solutions" / "lab01_signal_propagation.ipynb"
+    if grading and lab.exists():
+        graded, alone, overhead = grader_overhead(lab)
+        lines += [f"| grading {lab.name}, per submission | {graded:.1f} s | |",
+                  f"| executing it alone | {alone:.1f} s | |",
+                  f"| grading / executing alone | {overhead:.2f} | |"]
+    report = "\n".join(lines) + "\n"
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(report, encoding="utf-8")
+    return report
