@@ -28,9 +28,11 @@ lint: venv
 	$(PY) -m traindeep notebooks check
 	$(PY) -m traindeep labs check
 
-# Chromium (Debian's) and MathJax, require.js and the widget renderer (npm) for the page check.
+# Chromium (Debian's) and MathJax, require.js and the widget renderer (npm) for the page check;
+# bubblewrap for the grader's sandbox. Both come from Debian when missing (needs root).
 browser-tools:
-	command -v chromium > /dev/null || (apt-get update -q && apt-get install -y -q chromium)
+	command -v chromium > /dev/null && command -v bwrap > /dev/null \
+		|| (apt-get update -q && apt-get install -y -q chromium bubblewrap)
 	test -d $(WEB)/node_modules/mathjax || (mkdir -p $(WEB) \
 		&& cp tests/web/package.json tests/web/package-lock.json $(WEB)/ \
 		&& npm ci --prefix $(WEB) --no-audit --no-fund)
