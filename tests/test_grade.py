@@ -39,6 +39,7 @@ SUBMISSIONS = {
                              "checks.compare = lambda *args, **kwargs: print('✓ he_std: exact match')"},
     "patches_builtins": {"a2": WRONG_HE + "\nimport builtins, math\nmath.isclose = lambda *a, **k: True\n"
                                "builtins.abs = lambda x: 0.0\nbuiltins.float = lambda x: 0.125"},
+    "redefines_helper": {"a2": WRONG_HE + "\ndef he_ratio(n):\n    return 1.0"},
     "hard_codes_checks": {"a1": "def scale(values, factor):\n    return [3.0, 6.0]",
                           "a2": "def he_std(fan_in):\n    return 0.125"},
 }
@@ -150,7 +151,7 @@ def test_runaway_submissions_are_stopped_and_the_rest_still_counts(batch):
 
 def test_hostile_submissions_earn_nothing_they_faked(batch):
     assert points(batch, "deletes_files")[:2] == (2, 2)
-    for name in ("patches_checks", "patches_builtins"):
+    for name in ("patches_checks", "patches_builtins", "redefines_helper"):
         q1, q2, *_ = points(batch, name)
         assert (q1, q2) == (2, 0), name
     assert points(batch, "hard_codes_checks")[3] == 0
@@ -196,5 +197,5 @@ def test_a_solution_that_fails_its_own_probe_is_refused(tmp_path):
     nb = tiny_solution()
     nb.metadata["traindeep"]["questions"][1]["probes"][1]["rule"] = {"between": [0.5, 0.6]}
     nbformat.write(nb, tmp_path / "broken.ipynb")
-    with pytest.raises(RuntimeError, match="fails its own probes: q2/he_std"):
+    with pytest.raises(RuntimeError, match="fails its own probes: q2/he_ratio"):
         Grader(tmp_path / "broken.ipynb", timeout=60).prepare()

@@ -23,7 +23,17 @@ from pathlib import Path
 
 import nbformat
 
-from .labformat import Question, is_answer, is_check, is_unanswered, judge, question_of, questions, stub_source
+from .labformat import (
+    Question,
+    is_answer,
+    is_check,
+    is_helper,
+    is_unanswered,
+    judge,
+    question_of,
+    questions,
+    stub_source,
+)
 from .notebooks import NotebookError, read_notebook
 from .runner import run_isolated, sandbox_command
 
@@ -56,6 +66,11 @@ def _traindeep_probe():
 
 
 _traindeep_probe()'''
+
+
+RELOAD_SOURCE = """import importlib, sys
+for _name in sorted(n for n in list(sys.modules) if n.split(".")[0] == "traindeep"):
+    importlib.reload(sys.modules[_name])"""
 
 
 @dataclass
@@ -184,6 +199,13 @@ class Grader:
         snapshot = nbformat.v4.new_code_cell("_traindeep_builtins = dict(vars(__import__('builtins')))",
                                              id="grader-setup")
         nb.cells.insert(0, snapshot)
+        # Before the probes: reload traindeep and re-run the helper cells, undoing what answers redefined.
+        restore = [nbformat.v4.new_code_cell(RELOAD_SOURCE, id="grader-reload")]
+        restore += [nbformat.v4.new_code_cell(c.source, id=f"grader-helper-{i}")
+                    for i, c in enumerate(c for c in graded.cells if is_helper(c))]
+        for cell in restore:
+            cell.metadata = {"tags": ["probe"]}
+        nb.cells += restore
         keys = []
         for i, probe in enumerate(p for p in self.probes if not p.probe.outputs):
             cell = nbformat.v4.new_code_cell(PROBE_TEMPLATE.format(expr=probe.expr, nonce=nonce), id=f"probe-{i}")

@@ -11,7 +11,9 @@ A solution notebook (`solutions/NAME.ipynb`) carries, in its metadata under
        "rubric": "..."}]}
 
 Answer cells are tagged `answer` and name their question in
-`metadata.traindeep.question`; public checks are tagged `check`. A probe's
+`metadata.traindeep.question`; public checks are tagged `check`; cells tagged
+`helper` define data and functions the probes call, and are run again right
+before the probes (so an answer cannot redefine them). A probe's
 `expr` is formatted with values drawn at grading time (`draw`: `[low, high]`
 integers or floats, or `{"choice": [...]}`), evaluated in the student's kernel,
 and judged outside it: compared with the solution's value (`rtol`, `atol`), or
@@ -82,6 +84,11 @@ def is_answer(cell) -> bool:
 
 def is_check(cell) -> bool:
     return "check" in _tags(cell)
+
+
+def is_helper(cell) -> bool:
+    """Cells that define what probes call; the grader re-runs them just before the probes."""
+    return cell.cell_type == "code" and "helper" in _tags(cell)
 
 
 def question_of(cell) -> str | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 
 from .labformat import is_answer, questions, stub_source
-from .notebooks import BADGE_ID, ROOT, read_notebook, repository, stamped
+from .notebooks import BADGE_ID, ROOT, notebook_text, read_notebook, repository, stamped
 
 GENERATED = ("<!-- Generated from {source} by `python -m traindeep labs build`. "
              "Edit the solution, then rebuild; changes made here are overwritten. -->")
@@ -31,10 +31,6 @@ def lab_from_solution(nb, lab_path: str, solution_path: str, repo=None):
     return lab
 
 
-def render(nb) -> str:
-    return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-
-
 def expected_labs(root=ROOT) -> dict[Path, str]:
     """What `labs/` should hold: path -> file text."""
     root = Path(root)
@@ -43,7 +39,7 @@ def expected_labs(root=ROOT) -> dict[Path, str]:
     for solution in sorted((root / "solutions").glob("*.ipynb")):
         lab_path = f"labs/{solution.name}"
         lab = lab_from_solution(read_notebook(solution), lab_path, f"solutions/{solution.name}", repo)
-        result[root / lab_path] = render(lab)
+        result[root / lab_path] = notebook_text(lab)
     return result
 
 

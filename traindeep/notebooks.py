@@ -98,10 +98,13 @@ def stamped(nb, relative_path: str, repo=None):
     return nb
 
 
+def notebook_text(nb) -> str:
+    """The file text of a notebook, deterministic (sorted keys, one trailing newline)."""
+    return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def write_notebook(nb, path) -> None:
-    """Write deterministically (sorted keys, one trailing newline)."""
-    Path(path).write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n",
-                          encoding="utf-8")
+    Path(path).write_text(notebook_text(nb), encoding="utf-8")
 
 
 def stamp_all(root=ROOT, check_only=False) -> list[str]:

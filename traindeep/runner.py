@@ -38,7 +38,9 @@ def sandbox_command() -> list[str] | None:
     bwrap = shutil.which("bwrap")
     if not bwrap:
         return None
-    prefix = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+    # The whole machine read-only (the Python environment may live anywhere, /tmp included);
+    # the run's own folder is bound writable on top by run_isolated.
+    prefix = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
               "--unshare-net", "--unshare-ipc", "--die-with-parent"]
     try:
         ok = subprocess.run(prefix + ["true"], capture_output=True, timeout=20).returncode == 0
@@ -55,7 +57,7 @@ def run_isolated(nb, workdir: Path, timeout: float, cell_timeout: float, memory_
     nbformat.write(nb, source)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir), "LANG": "C.UTF-8",
            "JUPYTER_RUNTIME_DIR": str(workdir / ".runtime"), "MPLCONFIGDIR": str(workdir / ".mpl"),
-           "IPYTHONDIR": str(workdir / ".ipython"), "PYTHONDONTWRITEBYTECODE": "1",
+           "IPYTHONDIR": str(workdir / ".ipython"), "TMPDIR": str(workdir), "PYTHONDONTWRITEBYTECODE": "1",
            "TQDM_DISABLE": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     command = [sys.executable, "-m", "traindeep.runner", str(source), str(executed), str(progress),
@@ -64,9 +66,10 @@ def run_isolated(nb, workdir: Path, timeout: float, cell_timeout: float, memory_
     if prefix:
         command = prefix + ["--bind", str(workdir), str(workdir), "--chdir", str(workdir)] + command
     start = time.monotonic()
-    process = subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=open(workdir / "runner.log", "wb"))
-    killed = _watch(process, start + timeout, memory_gb * 2**30)
+    with open(workdir / "runner.log", "wb") as log:
+        process = subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=log)
+        killed = _watch(process, start + timeout, memory_gb * 2**30)
     seconds = time.monotonic() - start
     where = _cell_in_progress(progress)
     if killed == "time":
@@ -74,8 +77,11 @@ def run_isolated(nb, workdir: Path, timeout: float, cell_timeout: float, memory_
     if killed == "memory":
         return RunResult(None, [f"stopped: used more than {memory_gb:g} GiB of memory{where}"], seconds)
     if not executed.exists():
-        log = (workdir / "runner.log").read_text(errors="replace")[-300:]
-        return RunResult(None, [f"the run ended unexpectedly{where}: {log.strip()}"], seconds)
+        try:
+            log = (workdir / "runner.log").read_text(errors="replace")[-300:].strip()
+        except OSError:  # the submission may have deleted it
+            log = "no log"
+        return RunResult(None, [f"the run ended unexpectedly{where}: {log}"], seconds)
     result = nbformat.read(executed, as_version=4)
     return RunResult(result, list(result.metadata.get("traindeep_run", {}).get("problems", [])), seconds)
 
