@@ -156,3 +156,10 @@ def test_lab_pages_are_unexecuted_stubs_with_colab_links(site, lab):
     assert report["stubs"] >= 4 and report["solutionMarkers"] == 0
     assert report["images"] == [] and report["errors"] == 0, "a lab page shows outputs"
     assert report["rawTex"] == 0
+
+
+def test_solutions_are_never_published():
+    assert HTML.is_dir()
+    assert not (HTML / "solutions").exists() and not (HTML / "_sources" / "solutions").exists()
+    leaked = [p.name for p in HTML.rglob("*.html") if "BEGIN SOLUTION" in p.read_text(encoding="utf-8")]
+    assert leaked == []
