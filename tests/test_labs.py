@@ -98,7 +98,7 @@ def test_the_unfilled_lab_earns_zero_with_answers_missing(lab01_grades):
 def test_a_classic_mistake_loses_its_points_with_a_hint(lab01_grades):
     rows, out = lab01_grades
     row = rows["uses_fan_out"]
-    assert (row["q1"], row["q3"]) == ("4.0", "2.0") and float(row["q2"]) < 3
+    assert (row["q1"], row["q3"]) == ("4", "2") and float(row["q2"]) < 3
     assert "did you use fan_out?" in (out / "feedback" / "uses_fan_out.md").read_text()
 
 
@@ -136,6 +136,6 @@ def test_coursework_solution_earns_full_marks_and_its_stub_zero(tmp_path):
     assert rows["solution_itself"]["total"] == rows["solution_itself"]["max"] == "12"
     assert rows["solution_itself"]["q5"] == rows["solution_itself"]["q6"] == "manual"
     assert rows["unfilled"]["total"] == "0" and rows["unfilled"]["status"].startswith("answers missing")
-    assert rows["no_plots"]["q4"] == "0.0" and rows["no_plots"]["total"] == "10"
+    assert rows["no_plots"]["q4"] == "0" and rows["no_plots"]["total"] == "10"
     feedback = (tmp_path / "out" / "feedback" / "no_plots.md").read_text()
     assert "✗ figures shown: got 0, expected at least 3" in feedback

@@ -37,17 +37,22 @@ def test_explorer_widget_callback_redraws():
     assert explorer.params["depth"] == 12
 
 
-def test_explorer_callback_is_fast_enough():
+def test_explorer_redraws_in_place_and_quickly():
     explorer = widgets.signal_explorer()
+    figure, lines = explorer.fig, [ax.lines[0] for ax in explorer.axes]
     times = []
     for depth in (10, 20, 30, 40, 50, 20, 35):
         start = time.perf_counter()
         explorer.update(depth=depth)
         explorer.png()
         times.append(time.perf_counter() - start)
-    # The fastest call: tests share two cores with kernels other tests start, so a median would
-    # measure that load. `make bench` holds the 150 ms budget on the median.
-    assert min(times) < 0.3
+    # In place: the same figure and the same line objects, only their data change (that is what keeps
+    # the callback cheap); no figure is left open for the inline backend to show again.
+    assert explorer.fig is figure and [ax.lines[0] for ax in explorer.axes] == lines
+    assert all(len(ax.lines) == 1 for ax in explorer.axes) and len(lines[0].get_xdata()) == 35
+    # A guard against a pathological slowdown only: tests share two cores with kernels that other tests
+    # start, so timings here measure that load. `make bench` holds the 150 ms budget on the median.
+    assert min(times) < 1.0
 
 
 def test_static_grid_has_one_panel_per_pair():

@@ -341,7 +341,8 @@ def write_report(grader: Grader, outcomes: list[Outcome], out: Path) -> None:
         writer = csv.writer(f)
         writer.writerow(columns)
         for o in outcomes:
-            writer.writerow([o.student] + [o.scores[q.id] for q in grader.questions]
+            writer.writerow([o.student] + [v if isinstance(v, str) else f"{v:g}" for v in
+                                           (o.scores[q.id] for q in grader.questions)]
                             + [f"{o.total():g}", f"{grader.max_points:g}", o.status, f"{o.seconds:.1f}"])
     for o in outcomes:
         manual = [q for q in grader.questions if q.manual]
