@@ -199,3 +199,11 @@ def test_a_solution_that_fails_its_own_probe_is_refused(tmp_path):
     nbformat.write(nb, tmp_path / "broken.ipynb")
     with pytest.raises(RuntimeError, match="fails its own probes: q2/he_ratio"):
         Grader(tmp_path / "broken.ipynb", timeout=60).prepare()
+
+
+def test_the_command_line_explains_a_broken_solution(tmp_path, capsys):
+    nb = tiny_solution()
+    nb.metadata["traindeep"]["questions"][0]["probes"][0]["rule"] = {"roughly": 1}
+    nbformat.write(nb, tmp_path / "broken.ipynb")
+    assert main(["grade", str(tmp_path / "broken.ipynb"), str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "error: q1/scale: unknown rule {'roughly': 1}" in capsys.readouterr().err

@@ -63,10 +63,16 @@ def main(argv=None) -> int:
         return 1 if stale else 0
     if args.command == "grade":
         from .grade import grade_batch
+        from .labformat import LabFormatError
+        from .notebooks import NotebookError
 
-        result = grade_batch(args.solution, args.submissions, args.out, workers=args.workers,
-                             timeout=args.timeout, cell_timeout=args.cell_timeout, memory_gb=args.memory_gb,
-                             seed=args.seed, sandbox=not args.no_sandbox)
+        try:
+            result = grade_batch(args.solution, args.submissions, args.out, workers=args.workers,
+                                 timeout=args.timeout, cell_timeout=args.cell_timeout, memory_gb=args.memory_gb,
+                                 seed=args.seed, sandbox=not args.no_sandbox)
+        except (LabFormatError, NotebookError, RuntimeError) as error:  # the instructor's side is wrong
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         return 0 if result else 1
     if args.command == "slides":
         from .slides import export_slides
