@@ -207,3 +207,14 @@ def test_the_command_line_explains_a_broken_solution(tmp_path, capsys):
     nbformat.write(nb, tmp_path / "broken.ipynb")
     assert main(["grade", str(tmp_path / "broken.ipynb"), str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "error: q1/scale: unknown rule {'roughly': 1}" in capsys.readouterr().err
+
+
+def test_a_loop_that_swallows_interrupts_is_killed_at_the_total_timeout(tmp_path):
+    stubborn = "import time\nwhile True:\n    try:\n        time.sleep(0.5)\n    except KeyboardInterrupt:\n        pass"
+    nbformat.write(tiny_solution(), tmp_path / "tiny.ipynb")
+    nbformat.write(with_answers(tiny_solution(), a1=stubborn), tmp_path / "stubborn.ipynb")
+    grader = Grader(tmp_path / "tiny.ipynb", timeout=15, cell_timeout=3, seed=1)
+    grader.prepare()
+    outcome = grader.grade(tmp_path / "stubborn.ipynb", "stubborn")
+    assert outcome.total() == 0 and outcome.seconds < 30
+    assert "stopped after the total time limit of 15 s (while running the q1 answer cell)" in outcome.status
