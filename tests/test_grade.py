@@ -210,7 +210,8 @@ def test_the_command_line_explains_a_broken_solution(tmp_path, capsys):
 
 
 def test_a_loop_that_swallows_interrupts_is_killed_at_the_total_timeout(tmp_path):
-    stubborn = "import time\nwhile True:\n    try:\n        time.sleep(0.5)\n    except KeyboardInterrupt:\n        pass"
+    stubborn = ("import time\nwhile True:\n    try:\n        time.sleep(0.5)\n"
+                "    except KeyboardInterrupt:\n        pass")
     nbformat.write(tiny_solution(), tmp_path / "tiny.ipynb")
     nbformat.write(with_answers(tiny_solution(), a1=stubborn), tmp_path / "stubborn.ipynb")
     grader = Grader(tmp_path / "tiny.ipynb", timeout=15, cell_timeout=3, seed=1)
