@@ -95,6 +95,14 @@ def test_every_submission_gets_a_row_and_the_batch_exits_0(batch):
         assert (batch["root"] / "out" / "feedback" / f"{name}.md").exists()
 
 
+def test_hand_marked_answers_are_collected_with_their_rubric(batch):
+    text = (batch["root"] / "out" / "manual" / "q3.md").read_text()
+    assert text.startswith("# q3: Explain (2 points, marked by hand)") and "Mentions that ReLU halves." in text
+    perfect = text.split("## perfect")[1].split("## ")[0]
+    assert "ReLU zeroes half of its inputs" in perfect
+    assert "*(no answer)*" in text.split("## unfilled_lab")[1].split("## ")[0]
+
+
 def test_submissions_are_never_modified(batch):
     assert batch["before"] == batch["after"]
 

@@ -89,6 +89,7 @@ class Outcome:
     status: str = "ok"
     seconds: float = 0.0
     feedback: list = field(default_factory=list)  # markdown lines
+    manual: dict = field(default_factory=dict)  # question id -> the student's free-text answer
 
     def total(self):
         return sum(v for v in self.scores.values() if isinstance(v, (int, float)))
@@ -137,7 +138,7 @@ class Grader:
     def grade(self, path: Path, student: str) -> Outcome:
         start = time.monotonic()
         outcome = Outcome(student, {q.id: ("manual" if q.manual else 0) for q in self.questions})
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        digest = _digest(path)
         try:
             outcome = self._grade(path, outcome)
         except NotebookError as error:
@@ -145,7 +146,7 @@ class Grader:
             outcome.feedback.append(f"Your file could not be read as a notebook: {error}")
         except Exception as error:  # the batch goes on whatever one submission does
             outcome.status = f"grader error: {type(error).__name__}: {str(error)[:200]}"
-        if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+        if _digest(path) != digest:
             outcome.status += "; WARNING: the submission file changed while grading"
         outcome.seconds = time.monotonic() - start
         return outcome
@@ -166,6 +167,8 @@ class Grader:
         for q in self.questions:
             lines = [f"## {q.id}: {q.title}"]
             if q.manual:
+                outcome.manual[q.id] = "\n\n".join(c.source for c in graded.cells
+                                                   if is_answer(c) and question_of(c) == q.id) if answered[q.id] else ""
                 lines.append("Marked by hand (see the rubric).")
                 outcome.feedback += lines + [""]
                 continue
@@ -230,6 +233,13 @@ class Grader:
                     for cell in run.nb.cells if is_answer(cell) and question_of(cell) == probe.question
                     for output in cell.get("outputs", [])))}
         return values, run
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def splice(solution, submission):
@@ -351,3 +361,10 @@ def write_report(grader: Grader, outcomes: list[Outcome], out: Path) -> None:
                   + (f" (plus {len(manual)} question(s) marked by hand)" if manual else ""), "",
                   f"Status: {o.status}", ""]
         (out / "feedback" / f"{o.student}.md").write_text("\n".join(header + o.feedback) + "\n", encoding="utf-8")
+    # One file per hand-marked question: its rubric, then every student's answer, for the marker.
+    for q in (q for q in grader.questions if q.manual):
+        (out / "manual").mkdir(exist_ok=True)
+        lines = [f"# {q.id}: {q.title} ({q.points:g} points, marked by hand)", "", f"**Rubric.** {q.rubric}", ""]
+        for o in outcomes:
+            lines += [f"## {o.student}", "", o.manual.get(q.id) or "*(no answer)*", ""]
+        (out / "manual" / f"{q.id}.md").write_text("\n".join(lines), encoding="utf-8")
