@@ -227,3 +227,16 @@ def test_a_loop_that_swallows_interrupts_is_killed_at_the_total_timeout(tmp_path
     outcome = grader.grade(tmp_path / "stubborn.ipynb", "stubborn")
     assert outcome.total() == 0 and outcome.seconds < 30
     assert "stopped after the total time limit of 15 s (while running the q1 answer cell)" in outcome.status
+
+
+def test_splice_finds_answers_by_content_when_cells_were_added_and_metadata_lost():
+    solution = tiny_solution()
+    student = with_answers(solution, a2=WRONG_HE)
+    student.cells.insert(2, nbformat.v4.new_code_cell("print('my own scratch cell')"))
+    for i, c in enumerate(student.cells):
+        c.id, c.metadata = f"colab-{i}", {}
+    graded, notes, answered = splice(solution, student)
+    assert [c.source for c in graded.cells if c.id == "a2"] == [WRONG_HE]
+    assert "scale" in next(c.source for c in graded.cells if c.id == "a1")
+    assert answered == {"q1": True, "q2": True, "q3": True}
+    assert notes == ["3 answer cell(s) matched by content (ids and tags had changed)"]

@@ -245,36 +245,42 @@ def _digest(path: Path) -> str | None:
 def splice(solution, submission):
     """The solution notebook with its answer cells replaced by the student's.
 
-    Cells are matched by id; when ids were regenerated (Colab saves none), by the
-    order of the student's `answer`-tagged cells, or by position when the tags
-    are gone too but the cell layout is the lab's. Returns (notebook, notes,
-    {question id: answered?}).
+    Each answer cell is matched, in this order, by cell id; by the order of the
+    student's `answer`-tagged cells when ids were regenerated (Colab saves none);
+    by position when the tags are gone too but the cell layout is the lab's; and
+    last by content, a cell holding the stub's first line (`def fans(weight):`).
+    Returns (notebook, notes, {question id: answered?}).
     """
     graded = nbformat.from_dict(json.loads(json.dumps(solution)))
     answers = [c for c in graded.cells if is_answer(c)]
     wanted = {c.id for c in answers}
-    by_id = {c.get("id"): c for c in submission.cells if c.get("id") in wanted}
-    # Position fallback: the student's answer-tagged cells whose ids match nothing, paired in order with
-    # the solution's unmatched answer cells, when both lists have the same length.
-    unmatched = [c.id for c in answers if c.id not in by_id or by_id[c.id].cell_type != c.cell_type]
-    unclaimed = [c for c in submission.cells if is_answer(c) and c.get("id") not in wanted]
-    if not any(is_answer(c) for c in submission.cells) and \
-            [c.cell_type for c in submission.cells] == [c.cell_type for c in graded.cells]:
-        # Tags lost too (some editors drop metadata): the same cell layout, so use absolute positions.
-        unclaimed = [submission.cells[i] for i, c in enumerate(graded.cells) if is_answer(c)]
-    by_position = dict(zip(unmatched, unclaimed)) if len(unmatched) == len(unclaimed) else {}
+    matches = {c.id: s for s in submission.cells for c in answers
+               if s.get("id") == c.id and s.cell_type == c.cell_type}
+    unmatched = [c for c in answers if c.id not in matches]
+    unclaimed = [s for s in submission.cells if is_answer(s) and s.get("id") not in wanted]
+    if not any(is_answer(s) for s in submission.cells) and \
+            [s.cell_type for s in submission.cells] == [c.cell_type for c in graded.cells]:
+        unclaimed = [submission.cells[i] for i, c in enumerate(graded.cells) if c.id not in matches and is_answer(c)]
+    by_position = {}
+    if len(unmatched) == len(unclaimed):
+        by_position = {c.id: s for c, s in zip(unmatched, unclaimed) if s.cell_type == c.cell_type}
+    matches.update(by_position)
+    used = {id(s) for s in matches.values()}
+    by_content = {}
+    for cell in (c for c in answers if c.id not in matches):
+        first = _signature(stub_source(cell))
+        found = next((s for s in submission.cells if first and s.cell_type == cell.cell_type
+                      and id(s) not in used and first in s.source), None)
+        if found is not None:
+            by_content[cell.id] = found
+            used.add(id(found))
+    matches.update(by_content)
     answered, missing = {}, []
     for cell in answers:
-        student = by_id.get(cell.id)
-        if student is None or student.cell_type != cell.cell_type:
-            student = by_position.get(cell.id)
-            if student is not None and student.cell_type != cell.cell_type:
-                student = None
+        student = matches.get(cell.id)
         if student is None:
             missing.append(cell.id)
-            source = stub_source(cell)
-        else:
-            source = student.source
+        source = stub_source(cell) if student is None else student.source
         unanswered = is_unanswered(source, cell.cell_type) or source.strip() == stub_source(cell).strip()
         cell.source = source
         q = question_of(cell)
@@ -285,12 +291,27 @@ def splice(solution, submission):
     notes = []
     if by_position:
         notes.append(f"{len(by_position)} answer cell(s) matched by position (their ids had changed)")
+    if by_content:
+        notes.append(f"{len(by_content)} answer cell(s) matched by content (ids and tags had changed)")
     if missing:
         notes.append(f"{len(missing)} answer cell(s) not found in the submission")
     unanswered = [q for q, ok in answered.items() if not ok]
     if unanswered and len(unanswered) < len(answered):
         notes.append("unanswered: " + ", ".join(unanswered))
     return graded, notes, answered
+
+
+def _signature(stub: str) -> str:
+    """What identifies a stub in a student's cell: its first `def name(` or `class name`, else its first
+    line that is not a comment or the stub itself (a markdown prompt); '' when there is none."""
+    lines = [line.strip() for line in stub.splitlines()]
+    for line in lines:
+        if line.startswith(("def ", "class ")):
+            return line.split("(")[0] + ("(" if "(" in line else "")
+    for line in lines:
+        if line and not line.startswith(("#", "raise NotImplementedError", "<!--")) and "Your answer here" not in line:
+            return line
+    return ""
 
 
 def _cell_report(nb, question: str) -> list[str]:
