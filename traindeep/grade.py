@@ -81,6 +81,11 @@ class DrawnProbe:
     drawn: dict
     probe: object
 
+    @property
+    def key(self) -> str:
+        """Names the probe's value in the run's results (probe names repeat across questions)."""
+        return self.name + "@" + self.question
+
 
 @dataclass
 class Outcome:
@@ -124,7 +129,7 @@ class Grader:
             values, run = self._run(self.solution, Path(tmp))
         failures = []
         for probe in self.probes:
-            payload = values.get(probe.name + "@" + probe.question)
+            payload = values.get(probe.key)
             if payload is None or "error" in payload:
                 failures.append(f"{probe.question}/{probe.name}: {payload}")
             elif probe.probe.rule and not judge(probe.probe, payload["value"], None)[0]:
@@ -176,13 +181,13 @@ class Grader:
                 lines.append("Not answered.")
             points = 0.0
             for probe in (p for p in self.probes if p.question == q.id):
-                payload = values.get(probe.name + "@" + q.id)
+                payload = values.get(probe.key)
                 if payload is None:
                     ok, why = False, "did not run"
                 elif "error" in payload:
                     ok, why = False, f"raised {payload['error']}"
                 else:
-                    ok, why = judge(probe.probe, payload["value"], self.reference.get(probe.name + "@" + q.id))
+                    ok, why = judge(probe.probe, payload["value"], self.reference.get(probe.key))
                 points += probe.probe.points if ok else 0.0
                 inputs = ", ".join(f"{k}={v}" for k, v in probe.drawn.items())
                 lines.append(f"- {'✓' if ok else '✗'} {probe.name}" + (f" ({inputs})" if inputs else "")
@@ -214,7 +219,7 @@ class Grader:
             cell = nbformat.v4.new_code_cell(PROBE_TEMPLATE.format(expr=probe.expr, nonce=nonce), id=f"probe-{i}")
             cell.metadata = {"tags": ["probe"], "traindeep": {"question": probe.question}}
             nb.cells.append(cell)
-            keys.append(probe.name + "@" + probe.question)
+            keys.append(probe.key)
         run = run_isolated(nb, workdir, self.timeout, self.cell_timeout, self.memory_gb, self.sandbox)
         values = {}
         if run.nb is not None:
@@ -228,7 +233,7 @@ class Grader:
                     except json.JSONDecodeError:
                         pass
             for probe in (p for p in self.probes if p.probe.outputs):
-                values[probe.name + "@" + probe.question] = {"value": float(sum(
+                values[probe.key] = {"value": float(sum(
                     probe.probe.outputs in output.get("data", {})
                     for cell in run.nb.cells if is_answer(cell) and question_of(cell) == probe.question
                     for output in cell.get("outputs", [])))}

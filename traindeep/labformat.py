@@ -149,8 +149,6 @@ def is_unanswered(source: str, cell_type: str = "code") -> bool:
 
 def judge(probe: Probe, value, reference) -> tuple[bool, str]:
     """Judge a probe's value outside the kernel; returns (passed, why)."""
-    if isinstance(value, dict) and "error" in value:
-        return False, f"raised {value['error']}"
     rule = probe.rule
     try:
         if rule:
