@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from traindeep.notebooks import colab_url
+from traindeep.course.notebooks import colab_url
 
 ROOT = Path(__file__).resolve().parent.parent
 HTML = ROOT / "_build" / "html"

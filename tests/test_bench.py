@@ -1,6 +1,7 @@
 import torch
 
-from traindeep import bench, data, nets
+from traindeep import data, nets
+from traindeep.course import bench
 
 
 def test_bare_loop_is_a_real_training_loop():

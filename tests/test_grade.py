@@ -9,10 +9,10 @@ import pytest
 from tinylab import tiny_solution, with_answers
 
 from traindeep.__main__ import main
-from traindeep.grade import Grader, collect, splice
-from traindeep.labformat import LabFormatError, questions
-from traindeep.labs import lab_from_solution
-from traindeep.runner import sandbox_command
+from traindeep.course.grade import Grader, collect, splice
+from traindeep.course.labformat import LabFormatError, questions
+from traindeep.course.labs import lab_from_solution
+from traindeep.course.runner import sandbox_command
 
 WRONG_HE = "def he_std(fan_in):\n    return (1.0 / fan_in) ** 0.5"
 OUTSIDE = "{outside}"  # replaced by a path outside the grading folder

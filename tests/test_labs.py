@@ -12,10 +12,10 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from traindeep import labs
-from traindeep.grade import grade_batch
-from traindeep.labformat import is_answer, is_check, questions
-from traindeep.notebooks import read_notebook
+from traindeep.course import labs
+from traindeep.course.grade import grade_batch
+from traindeep.course.labformat import is_answer, is_check, questions
+from traindeep.course.notebooks import read_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))

@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from traindeep import notebooks
+from traindeep.course import notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL = sorted(p for folder in ("book", "lectures", "solutions", "labs") for p in (ROOT / folder).glob("*.ipynb"))

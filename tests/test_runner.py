@@ -1,7 +1,7 @@
 import nbformat
 import pytest
 
-from traindeep.runner import run_isolated, sandbox_command
+from traindeep.course.runner import run_isolated, sandbox_command
 
 
 def notebook(*sources):

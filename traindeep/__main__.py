@@ -37,7 +37,7 @@ def main(argv=None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "notebooks":
-        from .notebooks import badge_problems, stamp_all
+        from .course.notebooks import badge_problems, stamp_all
 
         stale = stamp_all(check_only=args.action == "check")
         if args.action == "stamp":
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
         print("notebook stamps are current" if not problems else f"{len(problems)} problem(s)")
         return 1 if problems else 0
     if args.command == "labs":
-        from .labs import build_labs, stale_labs
+        from .course.labs import build_labs, stale_labs
 
         if args.action == "build":
             written = build_labs()
@@ -62,9 +62,9 @@ def main(argv=None) -> int:
         print("labs/ is in sync with solutions/" if not stale else f"{len(stale)} stale lab(s)")
         return 1 if stale else 0
     if args.command == "grade":
-        from .grade import grade_batch
-        from .labformat import LabFormatError
-        from .notebooks import NotebookError
+        from .course.grade import grade_batch
+        from .course.labformat import LabFormatError
+        from .course.notebooks import NotebookError
 
         try:
             result = grade_batch(args.solution, args.submissions, args.out, workers=args.workers,
@@ -75,13 +75,13 @@ def main(argv=None) -> int:
             return 2
         return 0 if result else 1
     if args.command == "slides":
-        from .slides import export_slides
+        from .course.slides import export_slides
 
         for path in export_slides(args.out):
             print(f"wrote {path}")
         return 0
     if args.command == "bench":
-        from .bench import run_bench
+        from .course.bench import run_bench
 
         print(run_bench(args.out, notebooks=not args.skip_notebooks))
         return 0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STAMPED_FOLDERS = ("book", "lectures", "solutions")
 BADGE_ID, SETUP_ID = "colab-badge", "colab-setup"
 COLAB = "https://colab.research.google.com"

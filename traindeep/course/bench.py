@@ -45,7 +45,7 @@ def time_notebook(path: Path, env: dict | None = None) -> float:
 
 def explorer_latency(samples: int = 40, seed: int = 0) -> tuple[float, float]:
     """Median and 95th percentile (ms) of the signal explorer's callback: recompute, redraw, render."""
-    from .widgets import EXPLORER_ACTIVATIONS, EXPLORER_INITS, SignalExplorer
+    from ..widgets import EXPLORER_ACTIVATIONS, EXPLORER_INITS, SignalExplorer
 
     explorer = SignalExplorer()
     rng = random.Random(seed)
@@ -86,7 +86,7 @@ def bare_loop(model, X, y, epochs, lr, batch_size, seed, X_val=None, y_val=None)
 
 def fit_overhead(repeats: int = 9, epochs: int = 5, batch_size: int = 64) -> tuple[float, float, float]:
     """(ms per step of fit, ms per step of the bare loop, ratio), from interleaved repeats."""
-    from . import data, nets, train
+    from .. import data, nets, train
 
     splits = data.mnist1d(num_samples=4000)
     steps = epochs * -(-len(splits.X_train) // batch_size)

@@ -1,6 +1,6 @@
 """Execute one notebook in isolation: its own process, folder, time and memory limits.
 
-The grader calls `run_isolated`; it starts `python -m traindeep.runner IN OUT`
+The grader calls `run_isolated`; it starts `python -m traindeep.course.runner IN OUT`
 (inside a bubblewrap sandbox with no network and a read-only view of the
 machine when `bwrap` works here), watches its time and memory from outside,
 and kills the whole process tree when a limit is passed. Inside, nbclient runs
@@ -59,8 +59,8 @@ def run_isolated(nb, workdir: Path, timeout: float, cell_timeout: float, memory_
            "JUPYTER_RUNTIME_DIR": str(workdir / ".runtime"), "MPLCONFIGDIR": str(workdir / ".mpl"),
            "IPYTHONDIR": str(workdir / ".ipython"), "TMPDIR": str(workdir), "PYTHONDONTWRITEBYTECODE": "1",
            "TQDM_DISABLE": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    command = [sys.executable, "-m", "traindeep.runner", str(source), str(executed), str(progress),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    command = [sys.executable, "-m", "traindeep.course.runner", str(source), str(executed), str(progress),
                str(cell_timeout)]
     prefix = sandbox_command() if sandbox else None
     if prefix:
