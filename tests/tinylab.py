@@ -46,17 +46,17 @@ def tiny_solution():
         cell("code", CHECK_1, "c1", ["check"], "q1"),
         cell("code", ANSWER_2, "a2", ["answer"], "q2"),
         cell("code", CHECK_2, "c2", ["check"], "q2"),
-        cell("code", "def he_ratio(n):\n    return he_std(n) * (n / 2) ** 0.5", "h1", ["helper"]),
+        cell("code", "def he_units(std, n):\n    return std * (n / 2) ** 0.5", "h1", ["helper"]),
         cell("markdown", TEXT_3, "a3", ["answer"], "q3"),
     ]
     nb.metadata["traindeep"] = {"questions": [
         {"id": "q1", "title": "Scaling", "probes": [
-            {"name": "scale", "expr": "scale([{a}, {b}], {f})", "draw": {"a": [-9.0, 9.0], "b": [-9.0, 9.0],
+            {"name": "scale", "call": "scale([{a}, {b}], {f})", "draw": {"a": [-9.0, 9.0], "b": [-9.0, 9.0],
                                                                       "f": [0.5, 4.0]}, "points": 2}]},
         {"id": "q2", "title": "He", "probes": [
-            {"name": "he_std", "expr": "he_std({n})", "draw": {"n": [3, 5000]}, "rtol": 1e-6, "points": 1},
-            {"name": "he_ratio(64)", "expr": "he_ratio(64)", "rule": {"between": [0.99, 1.01]},
-             "points": 1}]},
+            {"name": "he_std", "call": "he_std({n})", "draw": {"n": [3, 5000]}, "rtol": 1e-6, "points": 1},
+            {"name": "he_std(64) in units", "call": "he_std(64)", "value": "he_units(result, 64)",
+             "rule": {"between": [0.99, 1.01]}, "points": 1}]},
         {"id": "q3", "title": "Explain", "points": 2, "manual": True, "rubric": "Mentions that ReLU halves."},
     ]}
     return nb

@@ -26,7 +26,9 @@ def main(argv=None) -> int:
     grade.add_argument("--cell-timeout", type=float, default=120.0, help="seconds per cell")
     grade.add_argument("--memory-gb", type=float, default=4.0, help="memory limit per submission")
     grade.add_argument("--seed", type=int, help="seed for the probes' inputs (default: random)")
-    grade.add_argument("--no-sandbox", action="store_true", help="do not use bwrap even when available")
+    grade.add_argument("--max-mb", type=float, default=20.0, help="largest submission file read, in MB")
+    grade.add_argument("--no-sandbox", action="store_true",
+                       help="run student code WITHOUT isolation (unsafe: only for your own test notebooks)")
 
     slides = commands.add_parser("slides", help="export lectures/ to offline reveal.js HTML")
     slides.add_argument("--out", default="_build/slides")
@@ -69,7 +71,7 @@ def main(argv=None) -> int:
         try:
             result = grade_batch(args.solution, args.submissions, args.out, workers=args.workers,
                                  timeout=args.timeout, cell_timeout=args.cell_timeout, memory_gb=args.memory_gb,
-                                 seed=args.seed, sandbox=not args.no_sandbox)
+                                 seed=args.seed, sandbox=not args.no_sandbox, max_mb=args.max_mb)
         except (LabFormatError, NotebookError, RuntimeError) as error:  # the instructor's side is wrong
             print(f"error: {error}", file=sys.stderr)
             return 2

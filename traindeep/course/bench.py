@@ -117,13 +117,14 @@ def grader_overhead(solution: Path) -> tuple[float, float, float, float]:
     process and sandbox start, helper cells run again, probes.
     """
     from .grade import Grader
+    from .intake import collect
 
     alone = time_notebook(solution, env={"OMP_NUM_THREADS": "1"})
     grader = Grader(solution, timeout=600, cell_timeout=300, seed=0)
     start = time.perf_counter()
     grader.prepare()
     reference = time.perf_counter() - start
-    outcome = grader.grade(solution, "solution")
+    outcome = grader.grade(collect([solution])[0])
     if outcome.total() != grader.max_points:
         raise RuntimeError(f"the solution scored {outcome.total()} of {grader.max_points}: {outcome.status}")
     return reference, outcome.seconds, alone, outcome.seconds / alone

@@ -4,22 +4,34 @@ A solution notebook (`solutions/NAME.ipynb`) carries, in its metadata under
 `traindeep`, a list of questions:
 
     {"questions": [
-      {"id": "q1", "title": "Xavier initialization", "points": 3,
-       "probes": [{"name": "bound", "expr": "xavier_uniform_bound({fan_in}, {fan_out})",
-                   "draw": {"fan_in": [8, 2048], "fan_out": [8, 2048]}, "rtol": 1e-6, "points": 1}]},
+      {"id": "q1", "title": "Xavier initialization", "points": 3, "forbid": ["torch.nn.init"],
+       "probes": [{"name": "bound", "call": "xavier_uniform_bound({fan_in}, {fan_out})",
+                   "draw": {"fan_in": [8, 2048], "fan_out": [8, 2048]}, "rtol": 1e-6, "points": 1},
+                  {"name": "fill", "call": "xavier_uniform_(torch.empty({fan_out}, {fan_in}))",
+                   "value": "result.std() / math.sqrt(2 / ({fan_in} + {fan_out}))",
+                   "rule": {"between": [0.95, 1.05]}, "points": 1}]},
       {"id": "q5", "title": "Why did the fix work?", "points": 2, "manual": true,
        "rubric": "..."}]}
 
 Answer cells are tagged `answer` and name their question in
 `metadata.traindeep.question`; public checks are tagged `check`; cells tagged
-`helper` define data and functions the probes call, and are run again right
-before the probes (so an answer cannot redefine them). A probe's
-`expr` is formatted with values drawn at grading time (`draw`: `[low, high]`
-integers or floats, or `{"choice": [...]}`), evaluated in the student's kernel,
-and judged outside it: compared with the solution's value (`rtol`, `atol`), or
-by a `rule` ({"at_least": x}, {"at_most": x}, {"between": [a, b]}, {"equals": v}).
-A probe with `"outputs": "image/png"` and a rule counts what the question's
-answer cells displayed instead (figures, say), read from the executed notebook.
+`helper` define data and functions; the grader runs them again right before
+the probes (so an answer cannot redefine them) and runs them, too, on the
+trusted side.
+
+A probe has two halves. Its `call` runs in the student's kernel and returns
+raw data: the student's function applied to inputs drawn at grading time
+(`draw`: `[low, high]` integers or floats, or `{"choice": [...]}`), or a
+variable the question asked for. Its `value` (default: `result`) is computed
+from that data by the grader's trusted judge, a process that never runs
+student code, with NumPy, torch, math and the helper cells at hand (arrays
+and tensors arrive as NumPy arrays). The value is compared with the
+solution's (`rtol`, `atol`) or judged by a `rule` ({"at_least": x},
+{"at_most": x}, {"between": [a, b]}, {"equals": v}). A probe with
+`"outputs": "image/png"` and a rule counts what the question's answer cells
+displayed instead. A question's `forbid` lists modules or functions its
+answer cells may not use (a lab that asks for an initializer forbids
+`torch.nn.init`); an answer that uses one scores 0 for that question.
 """
 
 from __future__ import annotations
@@ -43,7 +55,8 @@ class LabFormatError(ValueError):
 @dataclass
 class Probe:
     name: str
-    expr: str = ""
+    call: str = ""  # runs in the student's kernel; its result is raw data
+    value: str = "result"  # runs in the trusted judge, with `result` bound to that data
     points: float = 1.0
     draw: dict = field(default_factory=dict)
     rtol: float = 1e-6
@@ -51,8 +64,8 @@ class Probe:
     rule: dict | None = None
     outputs: str | None = None  # count this MIME type among the question's answer-cell outputs instead
 
-    def instantiate(self, rng: random.Random) -> tuple[str, dict]:
-        """The expression with its inputs drawn, and the drawn inputs."""
+    def instantiate(self, rng: random.Random) -> tuple[str, str, dict]:
+        """The call and value expressions with their inputs drawn, and the drawn inputs."""
         drawn = {}
         for key, spec in self.draw.items():
             if isinstance(spec, dict) and "choice" in spec:
@@ -61,7 +74,7 @@ class Probe:
                 drawn[key] = rng.randint(spec[0], spec[1])
             else:
                 drawn[key] = round(rng.uniform(spec[0], spec[1]), 6)
-        return self.expr.format(**drawn), drawn
+        return self.call.format(**drawn), self.value.format(**drawn), drawn
 
 
 @dataclass
@@ -72,6 +85,7 @@ class Question:
     probes: list[Probe] = field(default_factory=list)
     manual: bool = False
     rubric: str = ""
+    forbid: list[str] = field(default_factory=list)
 
 
 def _tags(cell) -> list[str]:
@@ -105,17 +119,29 @@ def questions(nb) -> list[Question]:
         if q["id"] in seen:
             raise LabFormatError(f"question id {q['id']!r} appears twice")
         seen.add(q["id"])
-        probes = [Probe(**p) for p in q.get("probes", [])]
+        try:
+            probes = [Probe(**p) for p in q.get("probes", [])]
+        except TypeError as error:
+            raise LabFormatError(f"{q['id']}: a probe has {error}; expected the keys of "
+                                 "traindeep.course.labformat.Probe") from None
         for p in probes:
-            if bool(p.expr) == bool(p.outputs) or (p.outputs and not p.rule):
-                raise LabFormatError(f"{q['id']}/{p.name}: a probe needs an expr, or outputs with a rule")
+            if bool(p.call) == bool(p.outputs) or (p.outputs and not p.rule):
+                raise LabFormatError(f"{q['id']}/{p.name}: a probe needs a call, or outputs with a rule")
+            for text in (p.call, p.value) if p.call else ():
+                try:
+                    compile(text.format(**{k: 1 for k in p.draw}), p.name, "eval")
+                except (SyntaxError, KeyError, IndexError, ValueError) as error:
+                    raise LabFormatError(f"{q['id']}/{p.name}: {text!r} is not an expression ({error})") from None
             if p.rule and set(p.rule) - set(RULES):
                 raise LabFormatError(f"{q['id']}/{p.name}: unknown rule {p.rule}; expected one of {RULES}")
         points = q.get("points", sum(p.points for p in probes))
         if not q.get("manual") and not math.isclose(points, sum(p.points for p in probes)):
             raise LabFormatError(f"{q['id']}: points {points} differ from its probes' sum")
+        unknown = set(q) - {"id", "title", "points", "probes", "manual", "rubric", "forbid"}
+        if unknown:
+            raise LabFormatError(f"{q['id']}: unknown key(s) {sorted(unknown)}")
         result.append(Question(q["id"], q.get("title", q["id"]), points, probes,
-                               bool(q.get("manual")), q.get("rubric", "")))
+                               bool(q.get("manual")), q.get("rubric", ""), list(q.get("forbid", []))))
     ids = {q.id for q in result}
     for cell in nb.cells:
         if (is_answer(cell) or is_check(cell)) and question_of(cell) not in ids:
@@ -186,3 +212,40 @@ def _close(value, reference, rtol, atol) -> tuple[bool, str]:
 def _short(value) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def forbidden_uses(source: str, forbid) -> list[str]:
+    """The names in `forbid` (dotted, like `torch.nn.init`) that the code `source` uses.
+
+    Reads the code, never runs it: imports and attribute chains are resolved
+    through the aliases the cell itself imports (`from torch import nn` makes
+    `nn.init.x` mean `torch.nn.init.x`). Not a defence against deliberate
+    obfuscation, which a marker can see in the answer.
+    """
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    aliases, used = {"nn": "torch.nn", "F": "torch.nn.functional"}, set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+                used.add(a.name)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for a in node.names:
+                aliases[a.asname or a.name] = f"{node.module}.{a.name}"
+                used.add(f"{node.module}.{a.name}")
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Attribute, ast.Name)):
+            parts = []
+            while isinstance(node, ast.Attribute):
+                parts.append(node.attr)
+                node = node.value
+            if isinstance(node, ast.Name):
+                parts.append(aliases.get(node.id, node.id))
+                used.add(".".join(reversed(parts)))
+    return sorted({name for name in forbid for u in used
+                   if u == name or u.startswith(name + ".") or u.endswith("." + name)})

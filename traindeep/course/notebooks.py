@@ -25,23 +25,57 @@ class NotebookError(ValueError):
 def read_notebook(path) -> nbformat.NotebookNode:
     """Read and validate a notebook, with an error that says what was expected."""
     path = Path(path)
+    return parse_notebook(path.read_bytes(), str(path))
+
+
+def parse_notebook(data: bytes, name: str, repair_ids: bool = False) -> nbformat.NotebookNode:
+    """Parse and validate notebook bytes; `name` labels errors.
+
+    With `repair_ids`, a cell id used twice is made unique (the later cells get a suffix) and
+    the notebook's metadata `traindeep_duplicate_ids` maps each repaired id to its cells' new ids,
+    so the grader can still find an answer among them.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise NotebookError(f"{path}: not a text file ({error}); expected a .ipynb (JSON) notebook") from None
+        raise NotebookError(f"{name}: not a text file ({error}); expected a .ipynb (JSON) notebook") from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as error:
-        raise NotebookError(f"{path}: invalid JSON at line {error.lineno} ({error.msg}); "
+        raise NotebookError(f"{name}: invalid JSON at line {error.lineno} ({error.msg}); "
                             "expected a .ipynb notebook") from None
+    except RecursionError:
+        raise NotebookError(f"{name}: JSON nested too deeply; expected a .ipynb notebook") from None
     if not isinstance(raw, dict) or "cells" not in raw or "nbformat" not in raw:
-        raise NotebookError(f"{path}: JSON but not a notebook (expected 'cells' and 'nbformat' keys)")
+        raise NotebookError(f"{name}: JSON but not a notebook (expected 'cells' and 'nbformat' keys)")
+    duplicates = _repair_ids(raw) if repair_ids else {}
     try:
-        nb = nbformat.reads(text, as_version=4)
+        nb = nbformat.reads(json.dumps(raw) if duplicates else text, as_version=4)
         nbformat.validate(nb)
     except Exception as error:  # nbformat raises several unrelated types
-        raise NotebookError(f"{path}: not a valid nbformat-4 notebook: {str(error)[:300]}") from None
+        raise NotebookError(f"{name}: not a valid nbformat-4 notebook: {str(error)[:300]}") from None
+    if duplicates:
+        nb.metadata["traindeep_duplicate_ids"] = duplicates
     return nb
+
+
+def _repair_ids(raw: dict) -> dict:
+    """Give every cell a unique id; return {repeated id: [the ids its cells have now]}."""
+    cells = raw.get("cells")
+    if not isinstance(cells, list):
+        return {}
+    seen, duplicates = set(), {}
+    for cell in cells:
+        if not isinstance(cell, dict) or not isinstance(cell.get("id"), str):
+            continue
+        original, n = cell["id"], 1
+        if original in seen:
+            while f"{original}-dup{n}" in seen:
+                n += 1
+            cell["id"] = f"{original}-dup{n}"
+            duplicates.setdefault(original, [original]).append(cell["id"])
+        seen.add(cell["id"])
+    return duplicates
 
 
 def repository(config_path=ROOT / "_config.yml") -> tuple[str, str, str]:

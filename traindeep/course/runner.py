@@ -1,181 +1,97 @@
-"""Execute one notebook in isolation: its own process, folder, time and memory limits.
+"""Inside the sandbox: execute the notebook given on stdin, write what happened to stdout as JSON.
 
-The grader calls `run_isolated`; it starts `python -m traindeep.course.runner IN OUT`
-(inside a bubblewrap sandbox with no network and a read-only view of the
-machine when `bwrap` works here), watches its time and memory from outside,
-and kills the whole process tree when a limit is passed. Inside, nbclient runs
-the cells in a fresh kernel; a cell that passes the per-cell timeout is
-interrupted and the run goes on, so later questions still count.
+`python -m traindeep.course.runner CELL_TIMEOUT` runs the cells in a fresh
+kernel with nbclient. A cell that passes the per-cell timeout is interrupted
+and the run goes on, so later questions still count. It writes, on stderr, the
+index of each cell as it starts (the grader names that cell if the run is
+killed) and, at the end on stdout, one JSON object: every cell's outputs,
+trimmed, and the events (cell interrupted, kernel died) by cell index.
+
+Everything here runs beside student code, so the grader treats this output as
+untrusted data: it reads it with a size cap, takes only numbers, bounded text
+and probe payloads from it, and writes every message itself.
 """
 
 from __future__ import annotations
 
-import functools
+import json
 import os
-import shutil
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
-import psutil
-
-MAX_OUTPUT_CHARS = 20_000  # per output, kept in the executed copy; the rest is dropped
-
-
-@dataclass
-class RunResult:
-    nb: nbformat.NotebookNode | None  # the executed notebook, None when the run was killed
-    problems: list[str]  # what went wrong, in words a student understands
-    seconds: float
+PROBE_MIME = "application/vnd.traindeep.probe"  # a JSON string, written by the grader's probe cells
+MAX_TEXT = 20_000  # characters kept per text output
+MAX_PROBE = 32 << 20  # characters kept per probe payload
 
 
-@functools.cache
-def sandbox_command() -> list[str] | None:
-    """The bubblewrap prefix when `bwrap` exists and works on this machine, else None."""
-    bwrap = shutil.which("bwrap")
-    if not bwrap:
-        return None
-    # The whole machine read-only (the Python environment may live anywhere, /tmp included);
-    # the run's own folder is bound writable on top by run_isolated.
-    prefix = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-              "--unshare-net", "--unshare-ipc", "--die-with-parent"]
-    try:
-        ok = subprocess.run(prefix + ["true"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        ok = False
-    return prefix if ok else None
+def trimmed(output: dict) -> dict:
+    """The parts of one output the grader reads, each capped."""
+    kind = output.get("output_type")
+    if kind == "stream":
+        return {"output_type": kind, "name": output.get("name"), "text": str(output.get("text", ""))[:MAX_TEXT]}
+    if kind == "error":
+        return {"output_type": kind, "ename": str(output.get("ename"))[:200],
+                "evalue": str(output.get("evalue"))[:2000]}
+    data = {}
+    for mime, value in output.get("data", {}).items():
+        if mime == PROBE_MIME:
+            data[mime] = str(value)[:MAX_PROBE]
+        elif mime == "text/plain":
+            data[mime] = str(value)[:MAX_TEXT]
+        else:
+            data[mime] = ""  # images and HTML are counted, not kept
+    return {"output_type": kind, "data": data}
 
 
-def run_isolated(nb, workdir: Path, timeout: float, cell_timeout: float, memory_gb: float = 4.0,
-                 sandbox: bool = True) -> RunResult:
-    """Run `nb` in `workdir` (an empty folder the caller owns) and return what happened."""
-    workdir = Path(workdir)
-    source, executed, progress = workdir / "graded.ipynb", workdir / "executed.ipynb", workdir / "progress"
-    nbformat.write(nb, source)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir), "LANG": "C.UTF-8",
-           "JUPYTER_RUNTIME_DIR": str(workdir / ".runtime"), "MPLCONFIGDIR": str(workdir / ".mpl"),
-           "IPYTHONDIR": str(workdir / ".ipython"), "TMPDIR": str(workdir), "PYTHONDONTWRITEBYTECODE": "1",
-           "TQDM_DISABLE": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    command = [sys.executable, "-m", "traindeep.course.runner", str(source), str(executed), str(progress),
-               str(cell_timeout)]
-    prefix = sandbox_command() if sandbox else None
-    if prefix:
-        command = prefix + ["--bind", str(workdir), str(workdir), "--chdir", str(workdir)] + command
-    start = time.monotonic()
-    with open(workdir / "runner.log", "wb") as log:
-        process = subprocess.Popen(command, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=log)
-        killed = _watch(process, start + timeout, memory_gb * 2**30)
-    seconds = time.monotonic() - start
-    where = _cell_in_progress(progress)
-    if killed == "time":
-        return RunResult(None, [f"stopped after the total time limit of {timeout:.0f} s{where}"], seconds)
-    if killed == "memory":
-        return RunResult(None, [f"stopped: used more than {memory_gb:g} GiB of memory{where}"], seconds)
-    if not executed.exists():
-        try:
-            log = (workdir / "runner.log").read_text(errors="replace")[-300:].strip()
-        except OSError:  # the submission may have deleted it
-            log = "no log"
-        return RunResult(None, [f"the run ended unexpectedly{where}: {log}"], seconds)
-    result = nbformat.read(executed, as_version=4)
-    return RunResult(result, list(result.metadata.get("traindeep_run", {}).get("problems", [])), seconds)
-
-
-def _watch(process: subprocess.Popen, deadline: float, memory_limit: float) -> str | None:
-    """Wait for the run; kill its whole tree on a limit. Returns 'time', 'memory' or None."""
-    root = psutil.Process(process.pid)
-    while process.poll() is None:
-        tree = [root] + _children(root)
-        if time.monotonic() > deadline:
-            return _kill(process, tree, "time")
-        if sum(_rss(p) for p in tree) > memory_limit:
-            return _kill(process, tree, "memory")
-        time.sleep(0.1)
-    for child in _children(root):  # a kernel left behind by a crashed runner
-        child.kill()
-    return None
-
-
-def _children(process):
-    try:
-        return process.children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-def _rss(process) -> int:
-    try:
-        return process.memory_info().rss
-    except psutil.Error:
-        return 0
-
-
-def _kill(process, tree, reason):
-    for p in tree:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    process.wait()
-    return reason
-
-
-def _cell_in_progress(progress: Path) -> str:
-    try:
-        return f" (while running {progress.read_text().strip()})"
-    except OSError:
-        return ""
-
-
-def describe(cell) -> str:
-    meta = cell.get("metadata", {})
-    label = meta.get("traindeep", {}).get("question")
-    tags = meta.get("tags", [])
-    kind = "answer" if "answer" in tags else "check" if "check" in tags else "probe" if "probe" in tags else ""
-    return f"the {label} {kind} cell" if label and kind else f"cell {cell.get('id')}"
-
-
-def _execute(source: str, executed: str, progress: str, cell_timeout: float) -> None:
-    """The runner's own process: execute with nbclient and always write what ran."""
+def execute(nb, cell_timeout: float, progress) -> dict:
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
 
-    nb = nbformat.read(source, as_version=4)
-    problems = []
-
-    started = {}
+    events, started, current = [], {}, {"cell": None}
 
     def on_cell_start(cell, cell_index):
+        current["cell"] = cell_index
         started[cell_index] = time.monotonic()
-        Path(progress).write_text(describe(cell))
+        progress.write(f"@cell {cell_index}\n")
+        progress.flush()
 
     def on_cell_executed(cell, cell_index, execute_reply):
-        for output in cell.get("outputs", []):
-            if output.get("name") == "stdout" and len(output.get("text", "")) > MAX_OUTPUT_CHARS:
-                output["text"] = output["text"][:MAX_OUTPUT_CHARS] + "\n[output truncated by the grader]\n"
         if time.monotonic() - started[cell_index] >= cell_timeout and any(
                 o.get("ename") == "KeyboardInterrupt" for o in cell.get("outputs", [])):
-            problems.append(f"{describe(cell)} took longer than {cell_timeout:.0f} s and was interrupted")
+            events.append({"event": "cell_timeout", "cell": cell_index})
 
     client = NotebookClient(nb, timeout=cell_timeout, allow_errors=True, interrupt_on_timeout=True,
-                            kernel_name="python3", resources={"metadata": {"path": str(Path(source).parent)}},
+                            kernel_name="python3", resources={"metadata": {"path": os.getcwd()}},
                             on_cell_start=on_cell_start, on_cell_executed=on_cell_executed,
                             iopub_timeout=10, shutdown_kernel="immediate")
     try:
         client.execute()
     except DeadKernelError:
-        problems.append(f"the kernel died{_cell_in_progress(Path(progress))}; cells after it did not run")
+        events.append({"event": "kernel_died", "cell": current["cell"]})
     except Exception as error:  # nbclient's other failures: report, keep what ran
-        problems.append(f"the run failed{_cell_in_progress(Path(progress))}: {type(error).__name__}: "
-                        f"{str(error)[:200]}")
-    nb.metadata["traindeep_run"] = {"problems": problems}
-    nbformat.write(nb, executed)
+        events.append({"event": "run_failed", "cell": current["cell"], "error": type(error).__name__})
+    return {"cells": [[trimmed(o) for o in cell.get("outputs", [])] if cell.cell_type == "code" else []
+                      for cell in nb.cells],
+            "events": events}
+
+
+def main(cell_timeout: float) -> None:
+    import nbformat
+
+    for folder in ("JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "MPLCONFIGDIR", "JUPYTER_CONFIG_DIR"):
+        if os.environ.get(folder):
+            Path(os.environ[folder]).mkdir(parents=True, exist_ok=True)
+    nb = nbformat.reads(sys.stdin.read(), as_version=4)
+    # The result goes to a private copy of stdout; the kernel inherits /dev/null as its stdout,
+    # so nothing it prints at the C level can mix into the result.
+    result_stream = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    result = execute(nb, cell_timeout, sys.stderr)
+    json.dump(result, result_stream)
+    result_stream.close()
 
 
 if __name__ == "__main__":
-    _execute(sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]))
+    main(float(sys.argv[1]))
