@@ -18,14 +18,14 @@ class CheckFailed(AssertionError):
     """A public check did not pass; the message is the verdict line."""
 
 
-def _verdict(ok: bool, name: str, detail: str, hint: str | None = None) -> bool:
+def _verdict(ok: bool, name: str, detail: str, hint: str | None = None) -> None:
+    """Print the verdict line; raise on failure. Returns None, so a cell ending in a check shows no `True`."""
     line = f"{PASS if ok else FAIL} {name}: {detail}"
     if not ok and hint:
         line += f" — {hint}"
     print(line)
     if not ok:
         raise CheckFailed(line)
-    return True
 
 
 def _as_array(value, name):
@@ -39,7 +39,7 @@ def _as_array(value, name):
 
 
 def compare(name: str, ours, reference, rtol: float = 1e-5, atol: float = 1e-6,
-            hint: str | None = None) -> bool:
+            hint: str | None = None) -> None:
     """Compare an implementation's output with a reference (shape, then values)."""
     if ours is None:
         return _verdict(False, name, "got None", hint or "did you forget to return a value?")
@@ -56,7 +56,7 @@ def compare(name: str, ours, reference, rtol: float = 1e-5, atol: float = 1e-6,
                     hint)
 
 
-def check_std(name: str, tensor, expected: float, rel_tol: float = 0.1, hint: str | None = None) -> bool:
+def check_std(name: str, tensor, expected: float, rel_tol: float = 0.1, hint: str | None = None) -> None:
     """A sample's standard deviation is within `rel_tol` of `expected`."""
     values = _as_array(tensor, name)
     if values.size < 2:
@@ -66,7 +66,7 @@ def check_std(name: str, tensor, expected: float, rel_tol: float = 0.1, hint: st
     return _verdict(ok, name, f"std {std:.4f}, expected {expected:.4f}", hint)
 
 
-def check_range(name: str, value, low: float, high: float, hint: str | None = None) -> bool:
+def check_range(name: str, value, low: float, high: float, hint: str | None = None) -> None:
     """A number lies in [low, high]."""
     try:
         number = float(value)
@@ -76,6 +76,6 @@ def check_range(name: str, value, low: float, high: float, hint: str | None = No
     return _verdict(ok, name, f"{number:.4g}, expected between {low:g} and {high:g}", hint)
 
 
-def check_true(name: str, condition, detail: str, hint: str | None = None) -> bool:
+def check_true(name: str, condition, detail: str, hint: str | None = None) -> None:
     """A condition the caller computed; `detail` says what was measured."""
     return _verdict(bool(condition), name, detail, hint)

@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def _positive(values):
+def positive(values):
     """Replace zeros (and negatives) by NaN so a log axis leaves a gap, not an error."""
     values = np.asarray(values, dtype=float)
     return np.where(values > 0, values, np.nan)
@@ -23,8 +23,8 @@ def plot_layer_stats(stats: dict, axes=None, title: str | None = None):
         fig = axes[0].figure
     for label, s in stats.items():
         layers = np.arange(1, s.depth + 1)
-        axes[0].plot(layers, _positive(s.act_std), marker=".", label=label)
-        axes[1].plot(layers, _positive(s.grad_norm), marker=".", label=label)
+        axes[0].plot(layers, positive(s.act_std), marker=".", label=label)
+        axes[1].plot(layers, positive(s.grad_norm), marker=".", label=label)
     axes[0].set(xlabel="hidden layer", ylabel="activation std", yscale="log",
                 title="forward: activations")
     axes[1].set(xlabel="hidden layer", ylabel="weight-gradient norm", yscale="log",

@@ -15,7 +15,7 @@ import torch
 from matplotlib.ticker import LogLocator, NullFormatter
 
 from .nets import INIT_SCHEMES, mlp
-from .plots import _positive
+from .plots import positive
 from .probes import layer_stats
 
 EXPLORER_INITS = tuple(s for s in INIT_SCHEMES if s not in ("default", "zeros"))
@@ -48,6 +48,10 @@ def signal_stats(depth=20, activation="tanh", init="xavier_normal", scale=1.0, w
 class SignalExplorer:
     """Depth, activation, init scheme and init scale -> per-layer signal statistics.
 
+    The left panel is the forward signal's spread across inputs (`LayerStats.act_spread`): near
+    zero, a layer sends the same vector for every input. The right panel is the backward signal,
+    the norm of dL/dh at each layer (`LayerStats.back_norm`).
+
     `update(...)` is the callback: it recomputes the statistics and redraws the
     one figure in place. In a notebook, displaying the explorer shows live
     controls; front ends without a kernel (the rendered book) show a PNG
@@ -63,8 +67,12 @@ class SignalExplorer:
         plt.close(self.fig)  # shown through the widget's output, not by the inline backend
         self.act_line, = self.axes[0].plot([], [], marker=".")
         self.grad_line, = self.axes[1].plot([], [], marker=".", color="C3")
-        self.axes[0].set(yscale="log", xlabel="hidden layer", ylabel="activation std")
-        self.axes[1].set(yscale="log", xlabel="hidden layer", ylabel="weight-gradient norm")
+        self.axes[0].set(yscale="log", xlabel="hidden layer", ylabel="spread across inputs",
+                         title="forward: std over the batch, per unit")
+        self.axes[1].set(yscale="log", xlabel="hidden layer", ylabel="norm of dL/dh",
+                         title="backward: gradient w.r.t. each layer")
+        for ax in self.axes:
+            ax.title.set_fontsize(9)
         for ax in self.axes:
             ax.yaxis.set_major_locator(LogLocator(numticks=6))
             ax.yaxis.set_minor_formatter(NullFormatter())
@@ -80,9 +88,9 @@ class SignalExplorer:
         self.params.update(params)
         stats = signal_stats(**self.params)
         layers = np.arange(1, stats.depth + 1)
-        self.act_line.set_data(layers, _positive(stats.act_std))
-        self.grad_line.set_data(layers, _positive(stats.grad_norm))
-        for ax, values in zip(self.axes, (stats.act_std, stats.grad_norm)):
+        self.act_line.set_data(layers, positive(stats.act_spread))
+        self.grad_line.set_data(layers, positive(stats.back_norm))
+        for ax, values in zip(self.axes, (stats.act_spread, stats.back_norm)):
             ax.set_xlim(0.5, stats.depth + 0.5)
             ax.set_ylim(*_log_limits(values))
         p = self.params
@@ -128,11 +136,20 @@ class SignalExplorer:
         bundle = {"text/plain": f"SignalExplorer({self.params})",
                   "image/png": base64.b64encode(self.png()).decode("ascii")}
         try:
-            bundle.update(self.widget._repr_mimebundle_(include=include, exclude=exclude) or {})
-        except ImportError:  # no ipywidgets: the snapshot alone
+            bundle.update(widget_bundle(self.widget, include, exclude))
+        except Exception:  # no ipywidgets, or one we cannot display: the snapshot alone
             pass
         bundle["text/plain"] = f"SignalExplorer({self.params})"
         return bundle
+
+
+def widget_bundle(widget, include=None, exclude=None) -> dict:
+    """The widget's MIME bundle in ipywidgets 8 (`_repr_mimebundle_`) and 7 (which Colab ships and
+    which displays widgets through `_ipython_display_` only: its view bundle is built here)."""
+    if hasattr(widget, "_repr_mimebundle_"):
+        return widget._repr_mimebundle_(include=include, exclude=exclude) or {}
+    return {"application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
+                                                        "model_id": widget.model_id}}
 
 
 def signal_explorer(**params) -> SignalExplorer:
@@ -142,7 +159,7 @@ def signal_explorer(**params) -> SignalExplorer:
 
 def signal_grid(activations=("sigmoid", "tanh", "relu"),
                 inits=("normal", "xavier_normal", "he_normal"), depth=30, scales=(0.5, 1.0, 2.0)):
-    """Static small multiples of the explorer: activation std per layer for each
+    """Static small multiples of the explorer: the forward spread across inputs per layer for each
     (init, activation) panel, one line per init scale."""
     fig, axes = plt.subplots(len(inits), len(activations), sharex=True, sharey=True,
                              figsize=(3.0 * len(activations), 2.3 * len(inits)),
@@ -153,11 +170,11 @@ def signal_grid(activations=("sigmoid", "tanh", "relu"),
             ax = axes[row, col]
             for i, scale in enumerate(scales):
                 stats = signal_stats(depth=depth, activation=activation, init=init, scale=scale)
-                ax.plot(layers, _positive(stats.act_std), color=f"C{i}", label=f"x {scale:g}")
+                ax.plot(layers, positive(stats.act_spread), color=f"C{i}", label=f"x {scale:g}")
             ax.set_yscale("log")
             ax.set_title(f"{activation} / {init}", fontsize=9)
             if col == 0:
-                ax.set_ylabel("activation std")
+                ax.set_ylabel("spread across inputs")
             if row == len(inits) - 1:
                 ax.set_xlabel("hidden layer")
     axes[0, 0].legend(title="init scale", fontsize=7, title_fontsize=7)
