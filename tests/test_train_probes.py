@@ -91,3 +91,39 @@ def test_small_split_via_replace(digits):
     few = dataclasses.replace(digits, X_train=digits.X_train[:10], y_train=digits.y_train[:10])
     h = train.fit(nets.mlp(64, 10, depth=1, width=8), few, epochs=1, progress=False)
     assert np.isfinite(h.train_loss[0])
+
+
+def test_spread_and_backward_signal_are_measured_where_they_fail(digits):
+    X, y = digits.X_train[:128], digits.y_train[:128]
+    seed_everything(0)
+    net = nets.mlp(64, 10, depth=12, width=64, activation="sigmoid", init="xavier_normal")
+    s = probes.layer_stats(net, X, y)
+    # The top layers see (almost) one vector for every input although the plain std looks alive.
+    assert s.act_spread[-1] < 1e-4 < 0.05 < s.act_std[-1]
+    # The backward signal is the gradient w.r.t. each activation's output, checked against autograd.
+    outputs = []
+    h = X
+    for layer in net:
+        h = layer(h)
+        if isinstance(layer, torch.nn.Sigmoid):
+            h.retain_grad()
+            outputs.append(h)
+    torch.nn.functional.cross_entropy(h, y).backward()
+    expected = np.array([o.grad.norm().item() for o in outputs])
+    np.testing.assert_allclose(s.back_norm, expected, rtol=1e-5)
+    assert s.back_norm[0] < 1e-4 * s.back_norm[-1]
+    with pytest.raises(ValueError, match="at least 2 inputs"):
+        probes.layer_stats(net, X[:1], y[:1])
+
+
+def test_weight_change_is_relative_per_layer(digits):
+    import copy
+
+    seed_everything(0)
+    net = nets.mlp(64, 10, depth=2, width=32)
+    before = copy.deepcopy(net.state_dict())
+    assert np.all(probes.weight_change(before, net) == 0)
+    with torch.no_grad():
+        net[2].weight.mul_(1.5)
+    change = probes.weight_change(before, net)
+    assert change.shape == (3,) and change[0] == 0 and abs(change[1] - 0.5) < 1e-6
