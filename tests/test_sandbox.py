@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -206,3 +207,22 @@ for pid in children:
 print(json.dumps({'children': len(children)}))
 """, memory_gb=0.6)
     assert seen == {"children": 8}
+
+
+@pytest.mark.skipif(sandbox.mode() != "root", reason="uids are only leased in root mode")
+def test_runs_from_two_processes_never_share_a_uid():
+    """Two graders (or two test workers) on one machine: each run leases its own uid, so one run's
+    clean-up sweep cannot kill the other's processes."""
+    code = "import os, time; time.sleep(3); print(os.getuid())"
+    other = subprocess.Popen([sys.executable, "-c", f"""
+import sys
+from traindeep.course import sandbox
+done = sandbox.run([sys.executable, "-c", {code!r}], b"", sandbox.Limits(timeout=60))
+print(done.returncode, done.killed, done.stdout.decode().strip())
+"""], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    time.sleep(1)  # the other process is inside its run now
+    mine = run(code)
+    theirs = other.communicate(timeout=60)[0].split()
+    assert mine.returncode == 0 and mine.killed is None, mine.stderr[-2000:]
+    assert theirs[:2] == ["0", "None"], theirs
+    assert int(theirs[2]) != int(mine.stdout) and int(theirs[2]) in sandbox.UID_POOL

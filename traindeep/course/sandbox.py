@@ -23,6 +23,7 @@ ends or is killed, the kernel kills everything else in it.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import os
 import pwd
@@ -142,7 +143,7 @@ def mode() -> str | None:
         return None
     wanted = "root" if os.geteuid() == 0 else "user"
     try:
-        probe = _command(["/usr/bin/true"], Limits(), wanted, uid=_free_uid(set()) if wanted == "root" else None)
+        probe = _command(["/usr/bin/true"], Limits(), wanted, uid=next(_free_uids()) if wanted == "root" else None)
         ok = subprocess.run(probe, capture_output=True, timeout=30).returncode == 0
     except (OSError, subprocess.TimeoutExpired, RuntimeError):
         ok = False
@@ -243,19 +244,36 @@ def _remove_cgroups(groups: list[Path]) -> None:
 
 # -- uids (root mode) ---------------------------------------------------------------------------------
 
-_uid_lock = threading.Lock()
-_uids_in_use: set[int] = set()
+UID_LOCKS = Path("/run/lock/traindeep-sandbox")  # one lock file per uid, shared by every grader on the machine
 
 
-def _free_uid(in_use: set[int]) -> int:
+class _UidLease:
+    """A uid of the pool that no other run holds, in this process or any other (two graders, two test
+    workers): an exclusive flock on the uid's lock file, released by the kernel if the holder dies."""
+
+    def __init__(self):
+        UID_LOCKS.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for uid in _free_uids():
+            handle = os.open(UID_LOCKS / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(handle)
+                continue
+            self.uid, self._handle = uid, handle
+            return
+        raise RuntimeError(f"no free uid in {UID_POOL.start}-{UID_POOL.stop - 1}")
+
+    def release(self):
+        os.close(self._handle)  # closing drops the flock
+
+
+def _free_uids():
     for uid in UID_POOL:
-        if uid in in_use:
-            continue
         try:
             pwd.getpwuid(uid)  # an account has it: never borrow (or sweep) a real user's uid
         except KeyError:
-            return uid
-    raise RuntimeError(f"no free uid in {UID_POOL.start}-{UID_POOL.stop - 1}")
+            yield uid
 
 
 def _sweep_uid(uid: int) -> None:
@@ -286,11 +304,10 @@ def run(argv: list[str], stdin, limits: Limits, sandbox: bool = True, env: dict 
     which = mode() if sandbox else None
     if sandbox and which is None:
         raise SandboxUnavailable(describe())
-    uid, groups = None, []
+    uid, lease, groups = None, None, []
     if which == "root":
-        with _uid_lock:
-            uid = _free_uid(_uids_in_use)
-            _uids_in_use.add(uid)
+        lease = _UidLease()
+        uid = lease.uid
         _sweep_uid(uid)
         groups = _make_cgroups(f"traindeep-{uid}-{os.getpid()}", limits)
     try:
@@ -305,10 +322,9 @@ def run(argv: list[str], stdin, limits: Limits, sandbox: bool = True, env: dict 
     finally:
         if groups:
             _remove_cgroups(groups)
-        if uid is not None:
+        if lease is not None:
             _sweep_uid(uid)
-            with _uid_lock:
-                _uids_in_use.discard(uid)
+            lease.release()
 
 
 def _watch(command, stdin: bytes, limits: Limits, groups, plain_env) -> Completed:
