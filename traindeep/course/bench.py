@@ -130,6 +130,30 @@ def grader_overhead(solution: Path) -> tuple[float, float, float, float]:
     return reference, outcome.seconds, alone, outcome.seconds / alone
 
 
+def grader_workers(solution: Path, copies: int = 4) -> tuple[float, float, float]:
+    """(seconds to grade `copies` submissions with one worker, with two, one / two).
+
+    Each kernel runs one thread, so on two cores two workers should come close to twice as fast.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .grade import Grader
+    from .intake import collect
+
+    grader = Grader(solution, timeout=600, cell_timeout=300, seed=0)
+    grader.prepare()
+    items = collect([solution]) * copies
+    seconds = []
+    for workers in (1, 2):
+        start = time.perf_counter()
+        with ThreadPoolExecutor(workers) as pool:
+            outcomes = list(pool.map(grader.grade, items))
+        seconds.append(time.perf_counter() - start)
+        if any(o.total() != grader.max_points for o in outcomes):
+            raise RuntimeError(f"a copy of the solution lost points with {workers} worker(s)")
+    return seconds[0], seconds[1], seconds[0] / seconds[1]
+
+
 def run_bench(out="_build/bench.md", notebooks: bool = True, grading: bool = True) -> str:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     lines = ["# Benchmarks", "", f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)", ""]
@@ -155,7 +179,11 @@ def run_bench(out="_build/bench.md", notebooks: bool = True, grading: bool = Tru
         lines += [f"| grading {lab.name}: reference run, once per batch | {reference:.1f} s | |",
                   f"| grading {lab.name}, per submission | {graded:.1f} s | |",
                   f"| executing it alone | {alone:.1f} s | |",
-                  f"| grading / executing alone | {overhead:.2f} | |"]
+                  f"| grading / executing alone | {overhead:.2f} | ≤ 1.2 |"]
+        one, two, speedup = grader_workers(lab)
+        lines += [f"| grading 4 copies, one worker | {one:.1f} s | |",
+                  f"| grading 4 copies, two workers | {two:.1f} s | |",
+                  f"| one worker / two workers | {speedup:.2f} | ≥ 1.7 on 2 cores |"]
     report = "\n".join(lines) + "\n"
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(report, encoding="utf-8")

@@ -268,6 +268,21 @@ class _UidLease:
         os.close(self._handle)  # closing drops the flock
 
 
+def leased(uid: int) -> bool:
+    """Whether a run (of any process on this machine) holds `uid` now."""
+    try:
+        handle = os.open(UID_LOCKS / str(uid), os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(handle)
+
+
 def _free_uids():
     for uid in UID_POOL:
         try:
