@@ -57,6 +57,25 @@ def test_badge_pointing_elsewhere_is_reported(tmp_path):
     assert notebooks.badge_problems(project) == ["book/01_x.ipynb: badge points to book/02_missing.ipynb"]
 
 
+def test_lecture_links_to_the_book_become_published_pages(tmp_path):
+    """In Colab a lecture or lab opens alone, so `../book/X.ipynb` must become the published page."""
+    project = make_project(tmp_path)
+    (project / "lectures").mkdir()
+    nb = notebooks.read_notebook(project / "book" / "01_x.ipynb")
+    nb.cells.append(nbformat.v4.new_markdown_cell("Read [the chapter](../book/01_x.ipynb#symmetry) and "
+                                                  "[another](../book/02_missing.ipynb).", id="links"))
+    notebooks.write_notebook(nb, project / "lectures" / "01_x.ipynb")
+    assert "lectures/01_x.ipynb" in notebooks.stamp_all(project)
+    text = notebooks.read_notebook(project / "lectures" / "01_x.ipynb").cells[-1].source
+    assert text == ("Read [the chapter](https://me.github.io/course/book/01_x.html#symmetry) and "
+                    "[another](https://me.github.io/course/book/02_missing.html).")
+    # chapters keep relative links (the book build checks them)
+    assert "book/01_x.ipynb" not in notebooks.stamp_all(project)
+    assert notebooks.link_problems(project) == [
+        "lectures/01_x.ipynb: link to https://me.github.io/course/book/02_missing.html, "
+        "but book/02_missing.ipynb does not exist"]
+
+
 def test_repository_url_must_be_github(tmp_path):
     make_project(tmp_path, url="https://gitlab.com/me/course")
     with pytest.raises(ValueError, match="must look like https://github.com/OWNER/NAME"):

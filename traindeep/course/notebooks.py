@@ -2,6 +2,12 @@
 
 The badge and the setup cell are generated from `_config.yml`
 (`repository.url`, `repository.branch`), so one place holds the URL.
+
+Lectures and labs are opened on their own, in Colab, where a relative link
+such as `../book/01_why_training_fails.ipynb` leads nowhere. Stamping turns
+those links into links to the published book page
+(`https://OWNER.github.io/NAME/book/01_why_training_fails.html`); chapters
+keep relative links, which the book build checks.
 """
 
 from __future__ import annotations
@@ -115,6 +121,21 @@ if "google.colab" in sys.modules or os.environ.get("TRAINDEEP_SETUP") == "force"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", source], check=True)'''
 
 
+def published_url(relative_path: str, repo=None) -> str:
+    """Where the book publishes the page of a repository file (GitHub Pages of the repository)."""
+    owner, name, _ = repo or repository()
+    return f"https://{owner}.github.io/{name}/{Path(relative_path).with_suffix('.html').as_posix()}"
+
+
+# A markdown link to a notebook of the book, relative to a lecture or lab: ](../book/NAME.ipynb#anchor)
+RELATIVE_BOOK_LINK = re.compile(r"\]\(\.\./(book/[\w.-]+)\.ipynb(#[\w-]*)?\)")
+
+
+def absolute_links(source: str, repo=None) -> str:
+    return RELATIVE_BOOK_LINK.sub(lambda m: f"]({published_url(m.group(1) + '.ipynb', repo)}{m.group(2) or ''})",
+                                  source)
+
+
 def stamp_cells(relative_path: str, repo=None):
     """The two generated cells that open every notebook."""
     badge = nbformat.v4.new_markdown_cell(badge_source(relative_path, repo), id=BADGE_ID)
@@ -128,6 +149,10 @@ def stamped(nb, relative_path: str, repo=None):
     """A copy of `nb` whose first cells are the current badge and setup cell."""
     nb = nbformat.from_dict(json.loads(json.dumps(nb)))
     own = [c for c in nb.cells if c.get("id") not in (BADGE_ID, SETUP_ID)]
+    if not relative_path.startswith("book/"):
+        for cell in own:
+            if cell.cell_type == "markdown":
+                cell.source = absolute_links(cell.source, repo)
     nb.cells = stamp_cells(relative_path, repo) + own
     return nb
 
@@ -151,8 +176,7 @@ def stamp_all(root=ROOT, check_only=False) -> list[str]:
             relative = path.relative_to(root).as_posix()
             nb = read_notebook(path)
             new = stamped(nb, relative, repo)
-            if [(c.cell_type, c.source) for c in new.cells[:2]] != \
-                    [(c.cell_type, c.source) for c in nb.cells[:2]]:
+            if [(c.cell_type, c.source) for c in new.cells] != [(c.cell_type, c.source) for c in nb.cells]:
                 stale.append(relative)
                 if not check_only:
                     write_notebook(new, path)
@@ -175,4 +199,20 @@ def badge_problems(root=ROOT) -> list[str]:
                         problems.append(f"{relative}: badge {target} is not under {prefix}")
                     elif target[len(prefix):] != relative or not (root / relative).exists():
                         problems.append(f"{relative}: badge points to {target[len(prefix):]}")
+    return problems + link_problems(root)
+
+
+def link_problems(root=ROOT) -> list[str]:
+    """Links to published book pages whose notebook does not exist in the repository."""
+    root = Path(root)
+    owner, name, _ = repository(root / "_config.yml")
+    site = f"https://{owner}.github.io/{name}/"
+    problems = []
+    for folder in (*STAMPED_FOLDERS, "labs"):
+        for path in sorted((root / folder).glob("*.ipynb")):
+            for cell in read_notebook(path).cells:
+                for page in re.findall(rf"\({re.escape(site)}([^)#\s]+)\.html", cell.source):
+                    if not (root / f"{page}.ipynb").exists() and not (root / f"{page}.md").exists():
+                        problems.append(f"{path.relative_to(root).as_posix()}: link to {site}{page}.html, "
+                                        f"but {page}.ipynb does not exist")
     return problems
