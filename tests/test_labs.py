@@ -14,7 +14,7 @@ from nbclient import NotebookClient
 
 from traindeep.course import labs
 from traindeep.course.grade import grade_batch
-from traindeep.course.labformat import is_answer, is_check, questions
+from traindeep.course.labformat import forbidden_uses, is_answer, is_check, questions
 from traindeep.course.notebooks import read_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +68,34 @@ def test_every_public_check_fails_on_the_unfilled_stub(solution, tmp_path):
         assert "✓" not in text, f"check cell {cell.id} printed a passing check on the stub: {text}"
 
 
+@pytest.mark.parametrize("answer,context,found", [
+    ("torch.nn.init.xavier_uniform_(w)", (), ["torch.nn.init"]),
+    ("nn.init.kaiming_normal_(w)", (), ["torch.nn.init"]),
+    ("from torch.nn import init as i\ni.normal_(w)", (), ["torch.nn.init"]),
+    ("probes.layer_stats(model, x)", ("from traindeep import checks, probes",), ["traindeep.probes"]),
+    ("p.layer_stats(model, x)", ("import traindeep.probes as p",), ["traindeep.probes"]),
+    ("layer_stats(model, x)", ("from traindeep.probes import layer_stats",), ["traindeep.probes"]),
+    ("w.normal_(0, 0.1)  # torch.nn.init in a comment", (), []),
+    ("checks.compare('x', 1, 1)", ("from traindeep import checks, probes",), []),
+])
+def test_forbidden_uses_follow_the_helpers_imports(answer, context, found):
+    assert forbidden_uses(answer, ["torch.nn.init", "traindeep.probes"], context) == found
+
+
+def _variant(name, cell_id, old, new, subs, *more):
+    """The solution with one answer cell edited (`old` -> `new`, then each pair of `more`),
+    written as the submission `name`."""
+    nb = read_notebook(LAB01)
+    cell = next(c for c in nb.cells if c.id == cell_id)
+    for before, after in [(old, new), *more]:
+        assert before in cell.source, f"{cell_id} no longer contains {before!r}"
+        cell.source = cell.source.replace(before, after)
+    nbformat.write(nb, subs / f"{name}.ipynb")
+
+
+SPREADS_START = "    spreads = []\n    with torch.no_grad():"
+
+
 @pytest.fixture(scope="module")
 def lab01_grades(tmp_path_factory):
     root = tmp_path_factory.mktemp("lab01")
@@ -75,10 +103,21 @@ def lab01_grades(tmp_path_factory):
     subs.mkdir()
     shutil.copy(LAB01, subs / "solution_itself.ipynb")
     shutil.copy(ROOT / "labs" / LAB01.name, subs / "unfilled.ipynb")
-    wrong = read_notebook(LAB01)
-    answer = next(c for c in wrong.cells if c.id == "q2-answer")
-    answer.source = answer.source.replace("fan_in, _ = fans(weight)", "_, fan_in = fans(weight)")
-    nbformat.write(wrong, subs / "uses_fan_out.ipynb")
+    # The classic mistakes and shortcuts, one per submission.
+    _variant("swapped_fans", "q2-answer", 'fan = fan_in if mode == "fan_in" else fan_out',
+             'fan = fan_out if mode == "fan_in" else fan_in', subs,
+             ("fan_in, _ = fans(weight)", "_, fan_in = fans(weight)"))
+    _variant("ignores_slope", "q2-answer", "2.0 / ((1 + negative_slope**2) * fan)", "2.0 / fan", subs)
+    _variant("delegates_to_torch_init", "q1-answer", "return weight.uniform_(-bound, bound)",
+             "return torch.nn.init.xavier_uniform_(weight, gain=gain)", subs)
+    _variant("delegates_to_layer_stats", "q3-answer", SPREADS_START,
+             "    return list(probes.layer_stats(model, x).act_spread)\n" + SPREADS_START, subs)
+    # The same shortcut, hidden from the source check: the probes' networks still expose it.
+    _variant("hides_layer_stats", "q3-answer", SPREADS_START,
+             '    helper = getattr(__import__("traindeep." + "probes").probes, "layer_" + "stats")\n'
+             "    return list(helper(model, x).act_spread)\n" + SPREADS_START, subs)
+    _variant("identity_repair", "q4-answer", 'activation="selu", init="lecun_normal"',
+             'activation="identity", init="xavier_normal"', subs)
     assert grade_batch(LAB01, [subs], root / "out", workers=2, timeout=300, cell_timeout=120, seed=3)
     with open(root / "out" / "grades.csv", newline="") as f:
         return {row["student"]: row for row in csv.DictReader(f)}, root / "out"
@@ -87,7 +126,7 @@ def lab01_grades(tmp_path_factory):
 def test_the_solution_earns_full_marks(lab01_grades):
     rows, _ = lab01_grades
     row = rows["solution_itself"]
-    assert row["status"] == "ok" and row["total"] == row["max"] == "11" and row["q5"] == "manual"
+    assert row["status"] == "ok" and row["total"] == row["max"] == "13" and row["q5"] == "manual"
 
 
 def test_the_unfilled_lab_earns_zero_with_answers_missing(lab01_grades):
@@ -95,11 +134,28 @@ def test_the_unfilled_lab_earns_zero_with_answers_missing(lab01_grades):
     assert rows["unfilled"]["total"] == "0" and rows["unfilled"]["status"].startswith("answers missing")
 
 
-def test_a_classic_mistake_loses_its_points_with_a_hint(lab01_grades):
+@pytest.mark.parametrize("student,question,kept", [
+    ("swapped_fans", "q2", "0"),
+    ("ignores_slope", "q2", "1"),  # only the LeCun probe, which has no slope, survives
+    ("delegates_to_torch_init", "q1", "0"),
+    ("delegates_to_layer_stats", "q3", "0"),
+    ("hides_layer_stats", "q3", "2"),  # wrong spreads on Softplus/Hardtanh/Mish nets; the rest is the solution's
+    ("identity_repair", "q4", "0"),
+])
+def test_mistakes_and_shortcuts_lose_their_question(lab01_grades, student, question, kept):
     rows, out = lab01_grades
-    row = rows["uses_fan_out"]
-    assert (row["q1"], row["q3"]) == ("4", "2") and float(row["q2"]) < 3
-    assert "did you use fan_out?" in (out / "feedback" / "uses_fan_out.md").read_text()
+    row = rows[student]
+    assert row[question] == kept, (row, (out / "feedback" / f"{student}.md").read_text())
+    others = {q: row[q] for q in ("q1", "q2", "q3", "q4") if q != question}
+    assert others == {q: rows["solution_itself"][q] for q in others}, "the other questions keep their points"
+
+
+def test_feedback_names_the_mistake(lab01_grades):
+    _, out = lab01_grades
+    assert "torch.nn.init" in (out / "feedback" / "delegates_to_torch_init.md").read_text()
+    assert "traindeep.probes" in (out / "feedback" / "delegates_to_layer_stats.md").read_text()
+    assert "activation must be one of" in (out / "feedback" / "identity_repair.md").read_text()
+    assert "did you use fan_out?" in (out / "feedback" / "swapped_fans.md").read_text()
 
 
 def test_the_colab_setup_cell_installs_traindeep_into_a_bare_environment(tmp_path):

@@ -129,7 +129,7 @@ class Grader:
         """Run the solution once to learn the reference values; it must pass its own probes."""
         graded, _, _ = splice(self.solution, self.solution)
         for q in self.questions:
-            used = forbidden_uses(_answers_of(graded, q.id), q.forbid)
+            used = forbidden_uses(_answers_of(graded, q.id), q.forbid, self.helpers)
             if used:
                 raise LabFormatError(f"{q.id}: the solution's own answer uses {used}, which the question forbids")
         evaluation = self._evaluate(graded)
@@ -189,7 +189,7 @@ class Grader:
                 outcome.manual[q.id] = _answers_of(graded, q.id) if answered[q.id] else ""
                 outcome.feedback += lines + ["Marked by hand (see the rubric).", ""]
                 continue
-            forbidden = forbidden_uses(_answers_of(graded, q.id), q.forbid) if answered[q.id] else []
+            forbidden = forbidden_uses(_answers_of(graded, q.id), q.forbid, self.helpers) if answered[q.id] else []
             if not answered[q.id]:
                 lines.append("Not answered.")
             if forbidden:

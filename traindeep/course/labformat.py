@@ -214,13 +214,16 @@ def _short(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def forbidden_uses(source: str, forbid) -> list[str]:
+def forbidden_uses(source: str, forbid, context=()) -> list[str]:
     """The names in `forbid` (dotted, like `torch.nn.init`) that the code `source` uses.
 
     Reads the code, never runs it: imports and attribute chains are resolved
     through the aliases the cell itself imports (`from torch import nn` makes
     `nn.init.x` mean `torch.nn.init.x`). Not a defence against deliberate
-    obfuscation, which a marker can see in the answer.
+    obfuscation, which a marker can see in the answer. `context` holds the
+    sources of the lab's helper cells: their imports name the modules an
+    answer refers to (`probes` after `from traindeep import probes`), without
+    counting as uses themselves.
     """
     import ast
 
@@ -229,15 +232,25 @@ def forbidden_uses(source: str, forbid) -> list[str]:
     except SyntaxError:
         return []
     aliases, used = {"nn": "torch.nn", "F": "torch.nn.functional"}, set()
-    for node in ast.walk(tree):
+
+    def imports(node, record):
         if isinstance(node, ast.Import):
             for a in node.names:
                 aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
-                used.add(a.name)
+                record.add(a.name)
         elif isinstance(node, ast.ImportFrom) and node.module:
             for a in node.names:
                 aliases[a.asname or a.name] = f"{node.module}.{a.name}"
-                used.add(f"{node.module}.{a.name}")
+                record.add(f"{node.module}.{a.name}")
+
+    for helper in context:
+        try:
+            for node in ast.walk(ast.parse(helper)):
+                imports(node, set())
+        except SyntaxError:
+            continue
+    for node in ast.walk(tree):
+        imports(node, used)
     for node in ast.walk(tree):
         if isinstance(node, (ast.Attribute, ast.Name)):
             parts = []
