@@ -83,6 +83,7 @@ class Outcome:
     scores: dict = field(default_factory=dict)  # question id -> points or "manual"
     status: str = "ok"
     seconds: float = 0.0
+    run_seconds: float = 0.0  # of which the student's sandboxed run; the rest is intake and the judge
     feedback: list = field(default_factory=list)  # markdown lines
     manual: dict = field(default_factory=dict)  # question id -> the student's free-text answer
 
@@ -96,6 +97,7 @@ class Evaluation:
     problems: list  # what went wrong, in the grader's words
     cells: list | None  # each cell's trimmed outputs, None when the run gave nothing readable
     suspicious: list = field(default_factory=list)
+    run_seconds: float = 0.0
 
 
 class Grader:
@@ -181,6 +183,7 @@ class Grader:
                                     "`raise NotImplementedError` stub.")
             return
         evaluation = self._evaluate(graded)
+        outcome.run_seconds = evaluation.run_seconds
         notes += evaluation.problems
         flags = list(evaluation.suspicious)
         for q in self.questions:
@@ -276,7 +279,7 @@ class Grader:
                 probe.probe.outputs in output.get("data", {})
                 for cell, outputs in zip(nb.cells, cells) if is_answer(cell) and question_of(cell) == probe.question
                 for output in outputs if isinstance(output, dict) and isinstance(output.get("data"), dict)))}
-        return Evaluation(values, problems, cells, suspicious)
+        return Evaluation(values, problems, cells, suspicious, run.seconds)
 
     def _probe(self, key: str) -> DrawnProbe:
         return next(p for p in self.probes if p.key == key)
