@@ -38,6 +38,20 @@ def main(argv=None) -> int:
     bench.add_argument("--skip-notebooks", action="store_true")
 
     args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except ModuleNotFoundError as error:
+        if error.name in COURSE_MODULES:
+            print(f"error: `python -m traindeep {args.command}` needs the course tools ({error.name} is missing): "
+                  'pip install "traindeep[course]"', file=sys.stderr)
+            return 2
+        raise
+
+
+COURSE_MODULES = {"nbformat", "nbclient", "ipykernel", "psutil", "yaml", "jupyter_client"}
+
+
+def _run(args) -> int:
     if args.command == "notebooks":
         from .course.notebooks import badge_problems, stamp_all
 
