@@ -154,21 +154,46 @@ def test_feedback_names_the_mistake(lab01_grades):
     assert "did you use fan_out?" in (out / "feedback" / "swapped_fans.md").read_text()
 
 
-def test_coursework_solution_earns_full_marks_and_its_stub_zero(tmp_path):
+SHORT_SWEEPS = """
+lr_results = sweep.sweep(train_one, {"lr": [1e-4, 1e-2, 3.0], "momentum": [0.0, 0.9]}, seeds=(0, 1),
+                         fixed={"epochs": 3}, progress=False)
+batch_results = sweep.sweep(train_one, {"batch_size": [8, 64, 512], "lr": [0.01, 0.1, 1.0]}, seeds=(0, 1),
+                            fixed={"epochs": 3}, progress=False)
+width_results = sweep.sweep(train_one, {"width": [8, 64, 512], "lr": [0.01, 0.1, 1.0]}, seeds=(0, 1),
+                            fixed={"epochs": 3}, progress=False)
+"""
+
+
+def test_coursework_solution_earns_full_marks_and_shortcuts_earn_nothing(tmp_path):
     solution = ROOT / "solutions" / "coursework3_hyperparameters.ipynb"
     subs = tmp_path / "submissions"
     subs.mkdir()
     shutil.copy(solution, subs / "solution_itself.ipynb")
     shutil.copy(ROOT / "labs" / solution.name, subs / "unfilled.ipynb")
-    no_plots = read_notebook(solution)
-    next(c for c in no_plots.cells if c.id == "q4-answer").source = "plt.close('all')"
-    nbformat.write(no_plots, subs / "no_plots.ipynb")
+
+    def variant(name, answers):
+        nb = read_notebook(solution)
+        for cell in nb.cells:
+            if cell.get("id") in answers:
+                cell.source = answers[cell.id]
+        nbformat.write(nb, subs / f"{name}.ipynb")
+
+    # Demo-sized sweeps (two seeds, three epochs) behind every answer, and no figures.
+    variant("copies_demo", {"q1-answer": SHORT_SWEEPS, "q2-answer": "", "q4-answer": "figures = []"})
+    # A tuning grid that stops below the large batches' best rate, and three empty figures.
+    q2 = next(c for c in read_notebook(solution).cells if c.get("id") == "q2-answer").source
+    variant("shortcuts", {"q2-answer": q2.replace("tuning_grid = [1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0]",
+                                                  "tuning_grid = [1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3]"),
+                          "q4-answer": "figures = [plt.figure() for _ in range(3)]\nplt.show()"})
     assert grade_batch(solution, [subs], tmp_path / "out", workers=2, timeout=600, cell_timeout=300, seed=5)
     with open(tmp_path / "out" / "grades.csv", newline="") as f:
         rows = {row["student"]: row for row in csv.DictReader(f)}
-    assert rows["solution_itself"]["total"] == rows["solution_itself"]["max"] == "12"
+    assert rows["solution_itself"]["total"] == rows["solution_itself"]["max"] == "13"
     assert rows["solution_itself"]["q5"] == rows["solution_itself"]["q6"] == "manual"
     assert rows["unfilled"]["total"] == "0" and rows["unfilled"]["status"].startswith("answers missing")
-    assert rows["no_plots"]["q4"] == "0" and rows["no_plots"]["total"] == "10"
-    feedback = (tmp_path / "out" / "feedback" / "no_plots.md").read_text()
-    assert "✗ figures shown: got 0, expected at least 3" in feedback
+    assert rows["copies_demo"]["total"] == "0", rows["copies_demo"]
+    shortcuts = rows["shortcuts"]
+    assert (shortcuts["q1"], shortcuts["q2"], shortcuts["q3"], shortcuts["q4"]) == ("4", "3", "3", "0"), shortcuts
+    feedback = (tmp_path / "out" / "feedback" / "shortcuts.md").read_text()
+    assert "✗ every best learning rate lies inside its grid" in feedback
+    assert "✗ three or more figures that plot data: got 0" in feedback
