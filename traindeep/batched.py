@@ -1,0 +1,195 @@
+"""Train many small MLPs of one shape at once: a learning-rate grid × seeds in one loop.
+
+A fair comparison needs every contender at its own tuned learning rate and over several seeds,
+which for the course's small networks means dozens of runs whose cost is mostly per-step
+overhead, not arithmetic. `fit_many` stacks K networks of the same shape into batched
+matrices (one `torch.baddbmm` per layer for all of them), gives each its own learning rate,
+momentum, weight decay, seed and initial scale, and steps them together. Each network sees
+exactly what `train.fit` would show it:
+
+* the same initial weights as `nets.mlp` after `seed_everything(seed)`;
+* the same order of mini-batches (a generator seeded with `seed`, one permutation per epoch);
+* the same update as `torch.optim.SGD` (momentum, Nesterov, weight decay) or `Adam` / `AdamW`.
+
+So its `History` matches `fit`'s to rounding (the tests check it in float64). A network whose
+loss turns NaN is marked diverged at the end of that epoch, as in `fit`, and its NaNs stay in its
+own slice of the stacked weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from . import nets, seed_everything
+from .train import History
+
+PER_RUN = ("lr", "momentum", "weight_decay", "seed", "scale")  # may differ between the stacked runs
+OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
+
+
+class Stack:
+    """K MLPs of one shape as stacked tensors: weights[i] is (K, out, in), biases[i] is (K, 1, out)."""
+
+    def __init__(self, weights: list[torch.Tensor], biases: list[torch.Tensor], activation: str):
+        self.weights, self.biases = weights, biases
+        self.activation = nets.ACTIVATIONS[activation]()
+
+    @property
+    def parameters(self) -> list[torch.Tensor]:
+        return [p for pair in zip(self.weights, self.biases) for p in pair]
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        """Logits (K, B, classes) for inputs X of shape (K, B, features) or (B, features) shared by all."""
+        h = X if X.dim() == 3 else X.expand(len(self.weights[0]), *X.shape)
+        for i, (W, b) in enumerate(zip(self.weights, self.biases)):
+            h = torch.baddbmm(b, h, W.transpose(1, 2))
+            if i < len(self.weights) - 1:
+                h = self.activation(h)
+        return h
+
+    @torch.no_grad()
+    def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy and accuracy of each network on (X, y): two tensors of length K."""
+        logits = self.forward(X.to(self.weights[0].dtype))
+        K, n = logits.shape[:2]
+        losses = nn.functional.cross_entropy(logits.reshape(K * n, -1), y.repeat(K), reduction="none")
+        return losses.view(K, n).mean(1), (logits.argmax(-1) == y).double().mean(1)
+
+
+def build(runs: list[dict], in_features: int, out_features: int, depth: int, width: int, activation: str,
+          init: str, std: float = 0.01, dtype=torch.float32) -> Stack:
+    """The stacked networks, each initialized exactly as `nets.mlp` after `seed_everything(seed)`."""
+    layers = []
+    for run in runs:
+        seed_everything(run.get("seed", 0))
+        model = nets.mlp(in_features, out_features, depth=depth, width=width, activation=activation, init=init,
+                         std=std, scale=run.get("scale", 1.0))
+        layers.append([m for m in model if isinstance(m, nn.Linear)])
+    weights = [torch.stack([net[i].weight.detach() for net in layers]).to(dtype) for i in range(depth + 1)]
+    biases = [torch.stack([net[i].bias.detach() for net in layers]).unsqueeze(1).to(dtype)
+              for i in range(depth + 1)]
+    for p in weights + biases:
+        p.requires_grad_(True)
+    return Stack(weights, biases, activation)
+
+
+def _per_run(runs, key, default, dtype):
+    return torch.tensor([float(run.get(key, default)) for run in runs], dtype=dtype)
+
+
+def _check(runs: list[dict], optimizer: str, data, batch_size: int, epochs: int) -> None:
+    if not runs:
+        raise ValueError("fit_many needs at least one run")
+    for run in runs:
+        unknown = set(run) - set(PER_RUN)
+        if unknown:
+            raise ValueError(f"unknown per-run setting(s) {sorted(unknown)}; a run may set {', '.join(PER_RUN)} "
+                             "(the shape, optimizer, batch size and epochs are shared by the stack)")
+        if "lr" not in run or not run["lr"] > 0:
+            raise ValueError(f"every run needs a positive learning rate 'lr', got {run}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; batched training supports {', '.join(OPTIMIZERS)}")
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
+    if data.X_train.dim() != 2:
+        raise ValueError(f"expected flat inputs (samples, features), got shape {tuple(data.X_train.shape)}")
+
+
+class _Optimizer:
+    """torch.optim's SGD / Adam / AdamW update rules, with one hyperparameter value per stacked run."""
+
+    def __init__(self, name, params, runs, dtype, betas=(0.9, 0.999), eps=1e-8):
+        self.name, self.params, self.betas, self.eps, self.t = name, params, betas, eps, 0
+        shape = lambda p: (-1,) + (1,) * (p.dim() - 1)
+        column = lambda key, default: _per_run(runs, key, default, dtype)
+        self.lr = [column("lr", 0).view(shape(p)) for p in params]
+        self.wd = [column("weight_decay", 0).view(shape(p)) for p in params]
+        if name == "nesterov":  # as train.make_optimizer: Nesterov without a momentum means 0.9
+            runs = [{**run, "momentum": run.get("momentum") or 0.9} for run in runs]
+        self.mu = [_per_run(runs, "momentum", 0.0, dtype).view(shape(p)) for p in params]
+        self.state = [None] * len(params)
+        self.second = [torch.zeros_like(p) for p in params] if name.startswith("adam") else None
+
+    @torch.no_grad()
+    def step(self):
+        self.t += 1
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if self.name in ("sgd", "nesterov"):
+                g = g + self.wd[i] * p
+                buf = g.clone() if self.state[i] is None else self.state[i].mul_(self.mu[i]).add_(g)
+                self.state[i] = buf
+                g = g + self.mu[i] * buf if self.name == "nesterov" else buf
+                p.sub_(self.lr[i] * g)
+                continue
+            if self.name == "adamw":
+                p.mul_(1 - self.lr[i] * self.wd[i])
+            else:
+                g = g + self.wd[i] * p
+            beta1, beta2 = self.betas
+            m = torch.zeros_like(p) if self.state[i] is None else self.state[i]
+            self.state[i] = m.mul_(beta1).add_(g, alpha=1 - beta1)
+            self.second[i].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            step_size = self.lr[i] / (1 - beta1 ** self.t)
+            denom = (self.second[i].sqrt() / math.sqrt(1 - beta2 ** self.t)).add_(self.eps)
+            p.sub_(step_size * m / denom)
+
+
+def fit_many(runs: list[dict], data, *, depth: int = 2, width: int = 64, activation: str = "relu",
+             init: str = "he_normal", std: float = 0.01, epochs: int = 10, batch_size: int = 64,
+             optimizer: str = "sgd", record_steps: bool = False, dtype=torch.float32):
+    """Train one MLP per entry of `runs` (each a dict of PER_RUN settings; `lr` is required).
+
+    Returns `(histories, stack)`: a `train.History` per run, as `train.fit` would record it for
+    `nets.mlp(..., scale=run["scale"])` trained with `lr`, `momentum`, `weight_decay` and
+    `seed=run["seed"]`, and the trained `Stack` (its `evaluate(X, y)` scores every network).
+    """
+    _check(runs, optimizer, data, batch_size, epochs)
+    K = len(runs)
+    stack = build(runs, data.X_train.shape[1], int(data.y_train.max()) + 1, depth, width, activation, init, std,
+                  dtype)
+    opt = _Optimizer(optimizer, stack.parameters, runs, dtype)
+    X, y = data.X_train.to(dtype), data.y_train
+    n = len(X)
+    generators = [torch.Generator().manual_seed(run.get("seed", 0)) for run in runs]
+    histories = [History() for _ in runs]
+    live = torch.ones(K, dtype=torch.bool)
+    for _ in range(epochs):
+        orders = torch.stack([torch.randperm(n, generator=g) for g in generators])  # (K, n)
+        step_losses, correct = [], torch.zeros(K)
+        for start in range(0, n, batch_size):
+            idx = orders[:, start:start + batch_size]
+            logits = stack.forward(X[idx])
+            b = idx.shape[1]
+            losses = nn.functional.cross_entropy(logits.reshape(K * b, -1), y[idx].reshape(-1),
+                                                 reduction="none").view(K, b).mean(1)
+            for p in stack.parameters:
+                p.grad = None
+            losses.sum().backward()  # each network's gradient is that of its own loss
+            opt.step()
+            step_losses.append(losses.detach())
+            correct += (logits.detach().argmax(-1) == y[idx]).sum(1)
+        epoch_losses = torch.stack(step_losses, dim=1)  # (K, steps)
+        sizes = torch.full((epoch_losses.shape[1],), float(batch_size), dtype=epoch_losses.dtype)
+        sizes[-1] = n - batch_size * (epoch_losses.shape[1] - 1)
+        val_loss, val_acc = stack.evaluate(data.X_val, data.y_val)
+        for k, history in enumerate(histories):
+            if not live[k]:
+                continue
+            if record_steps:
+                history.step_loss.extend(epoch_losses[k].tolist())
+            if not torch.isfinite(epoch_losses[k]).all():
+                history.diverged, live[k] = True, False
+                for metric in ("train_loss", "train_acc", "val_loss", "val_acc"):
+                    getattr(history, metric).append(float("nan"))
+                continue
+            history.train_loss.append(float((epoch_losses[k] * sizes).sum() / n))
+            history.train_acc.append(correct[k].item() / n)
+            history.val_loss.append(float(val_loss[k]))
+            history.val_acc.append(float(val_acc[k]))
+        if not live.any():
+            break
+    return histories, stack
