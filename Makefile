@@ -4,6 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 NOTEBOOKS := book lectures solutions labs
+# Parallel contexts (two pytest or nbval workers on two cores) run one thread per process: two
+# processes with two threads each spin against each other. A lone kernel keeps PyTorch's default.
+ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 WEB := .cache/web
 
 .PHONY: book test lint slides labs grade bench clean venv browser-tools
@@ -38,8 +41,8 @@ browser-tools:
 		&& npm ci --prefix $(WEB) --no-audit --no-fund)
 
 test: venv browser-tools lint
-	$(PY) -m pytest tests -n 2 --dist loadfile
-	$(PY) -m pytest -p no:cacheprovider --nbval-lax -n 2 --dist loadfile book lectures solutions
+	$(ONE_THREAD) $(PY) -m pytest tests -n 2 --dist loadfile
+	$(ONE_THREAD) $(PY) -m pytest -p no:cacheprovider --nbval-lax -n 2 --dist loadfile book lectures solutions
 	$(BIN)/jupyter-book build -W -n --keep-going .
 	$(PY) -m pytest tests/browser_check.py -v
 
