@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from traindeep import batched, data, nets, seed_everything, train
+from traindeep import batched, data, nets, seed_everything, sweep, train
 
 DIGITS = data.digits()
 
@@ -79,3 +79,44 @@ def test_a_grid_trains_faster_stacked_than_one_by_one():
 
     one_by_one, stacked, speedup = batched_speedup(epochs=1, batch_size=8, repeats=2)
     assert speedup > 2.0, (one_by_one, stacked)
+
+
+def sequential_records(grid, splits, seeds, fixed):
+    """The same sweep, one `train.fit` at a time (the reference the batched path must match)."""
+    def run(lr, seed, momentum=0.0, weight_decay=0.0, scale=1.0, width=64, depth=2, epochs=10, batch_size=64,
+            optimizer="sgd", activation="relu", init="he_normal"):
+        seed_everything(seed)
+        model = nets.mlp(splits.X_train.shape[1], 10, depth=depth, width=width, activation=activation, init=init,
+                         scale=scale).double()
+        history = train.fit(model, splits, epochs=epochs, lr=lr, optimizer=optimizer, momentum=momentum,
+                            weight_decay=weight_decay, batch_size=batch_size, progress=False, seed=seed)
+        _, test_acc = train.evaluate(model, splits.X_test, splits.y_test)
+        return {"val_acc": history.val_acc[-1], "test_acc": test_acc, "train_loss": history.train_loss[-1]}
+    return sweep.sweep(run, grid, seeds=seeds, fixed=fixed, progress=False)
+
+
+def test_a_declared_sweep_matches_the_sequential_one_record_by_record():
+    splits = as_double(DIGITS)
+    grid = {"lr": [0.03, 0.3], "momentum": [0.0, 0.9], "width": [16, 32]}  # 8 settings, two shapes
+    fixed = {"epochs": 3, "batch_size": 128}
+    ours = sweep.sweep_mlp(grid, splits, seeds=(0, 1), fixed=fixed, progress=False, dtype=torch.float64)
+    reference = sequential_records(grid, splits, (0, 1), fixed)
+    assert len(ours) == len(reference) == 16
+    for a, b in zip(ours, reference):
+        assert {k: a[k] for k in (*grid, "seed")} == {k: b[k] for k in (*grid, "seed")}
+        assert a["val_acc"] == pytest.approx(b["val_acc"], abs=1e-4)
+        assert a["test_acc"] == pytest.approx(b["test_acc"], abs=1e-4)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+    best = sweep.best_per(ours, "width")  # the summaries work on these records unchanged
+    assert {row["width"] for row in best} == {16, 32} and all(row["val_acc_mean"] > 0.8 for row in best)
+
+
+def test_what_cannot_be_batched_runs_alone_and_says_so(capsys):
+    records = sweep.sweep_mlp({"lr": [0.1], "dropout": [0.0, 0.2]}, DIGITS, seeds=(0,), fixed={"epochs": 2},
+                              progress=False)
+    assert "2 of 2 runs train one at a time (dropout cannot be batched)" in capsys.readouterr().out
+    assert [r["dropout"] for r in records] == [0.0, 0.2] and all(r["val_acc"] > 0.5 for r in records)
+    with pytest.raises(ValueError, match="does not know \\['colour'\\]"):
+        sweep.sweep_mlp({"lr": [0.1], "colour": ["red"]}, DIGITS)
+    with pytest.raises(ValueError, match="needs a learning rate 'lr'"):
+        sweep.sweep_mlp({"width": [8]}, DIGITS)

@@ -144,3 +144,100 @@ def table_problems(table: str, min_rows: int = 3) -> list[str]:
             if cell != "diverged" and not (match and 0 <= float(match.group(1)) <= 100):
                 problems.append(f"row {i}: {cell!r} is not an accuracy like `93.4 ± 0.5%` (0-100) or `diverged`")
     return problems
+
+
+# -- a sweep the library can see into: the standard MLP training, batched where it can be ----------
+
+MLP_DEFAULTS = {"depth": 2, "width": 64, "activation": "relu", "init": "he_normal", "optimizer": "sgd",
+                "epochs": 10, "batch_size": 64, "momentum": 0.0, "weight_decay": 0.0, "scale": 1.0}
+SHAPE_KEYS = ("depth", "width", "activation", "init", "optimizer", "epochs", "batch_size")  # shared by a stack
+SEQUENTIAL_KEYS = ("norm", "dropout", "std", "clip_grad_norm")  # understood, but only one run at a time
+
+
+def sweep_mlp(grid: dict, data, seeds=(0,), fixed: dict | None = None, record_steps: bool = False,
+              progress: bool = True, dtype=None) -> list[dict]:
+    """Train `nets.mlp` with `train.fit`'s recipe for every setting of `grid` (merged with `fixed`) and seed.
+
+    Keys: the learning rate `lr` (required), `momentum`, `weight_decay`, `scale` (initial-weight
+    multiplier), and the shape and recipe `depth`, `width`, `activation`, `init`, `optimizer`,
+    `epochs`, `batch_size` (defaults in MLP_DEFAULTS); `norm`, `dropout`, `std` and
+    `clip_grad_norm` are accepted too. Settings that share a shape and recipe are trained together
+    by `batched.fit_many`; a setting that uses a sequential-only key, or an optimizer the batched
+    path lacks, runs alone through `train.fit`, and the sweep says so. Records are those of
+    `sweep`: the setting, the seed, then `val_acc`, `test_acc`, `train_loss`, `diverged`,
+    `val_curve`, `loss_curve` (and `step_loss` with `record_steps`). `dtype` (default float32)
+    is the networks' precision on both paths.
+    """
+    import torch
+
+    from . import batched
+
+    fixed = dict(fixed or {})
+    overlap = set(fixed) & set(grid)
+    if overlap:
+        raise ValueError(f"{sorted(overlap)} appear both in the grid and in fixed")
+    allowed = set(MLP_DEFAULTS) | {"lr"} | set(SEQUENTIAL_KEYS)
+    jobs = [({**fixed, **s}, seed) for s in settings(grid) for seed in seeds]
+    for setting, _ in jobs[:1]:
+        unknown = set(setting) - allowed
+        if unknown:
+            raise ValueError(f"sweep_mlp does not know {sorted(unknown)}; it varies {', '.join(sorted(allowed))}. "
+                             "For anything else, pass your own training function to sweep().")
+        if "lr" not in setting:
+            raise ValueError("sweep_mlp needs a learning rate 'lr' in the grid or in fixed")
+    records: list[dict | None] = [None] * len(jobs)
+    groups: dict[tuple, list[int]] = {}
+    alone = []
+    for i, (setting, _) in enumerate(jobs):
+        full = {**MLP_DEFAULTS, **setting}
+        if set(setting) & set(SEQUENTIAL_KEYS) or full["optimizer"] not in batched.OPTIMIZERS:
+            alone.append(i)
+        else:
+            groups.setdefault(tuple(full[k] for k in SHAPE_KEYS), []).append(i)
+    if alone:
+        reasons = sorted({k for i in alone for k in jobs[i][0] if k in SEQUENTIAL_KEYS}
+                         | {f"optimizer={jobs[i][0]['optimizer']}" for i in alone
+                            if jobs[i][0].get("optimizer", "sgd") not in batched.OPTIMIZERS})
+        print(f"sweep_mlp: {len(alone)} of {len(jobs)} runs train one at a time ({', '.join(reasons)} "
+              "cannot be batched)")
+    for shape, members in tqdm(groups.items(), desc="sweep groups", disable=not progress, leave=False):
+        recipe = dict(zip(SHAPE_KEYS, shape))
+        runs = [{"lr": jobs[i][0]["lr"], "seed": jobs[i][1],
+                 **{k: {**MLP_DEFAULTS, **jobs[i][0]}[k] for k in ("momentum", "weight_decay", "scale")}}
+                for i in members]
+        histories, stack = batched.fit_many(runs, data, record_steps=record_steps, dtype=dtype or torch.float32,
+                                            **recipe)
+        _, test_acc = stack.evaluate(data.X_test, data.y_test)
+        for k, i in enumerate(members):
+            records[i] = _mlp_record(jobs[i], histories[k], float(test_acc[k]), record_steps)
+    for i in tqdm(alone, desc="sweep (one at a time)", disable=not progress, leave=False):
+        records[i] = _fit_alone(jobs[i], data, record_steps, dtype or torch.float32)
+    return records
+
+
+def _mlp_record(job, history, test_acc: float, record_steps: bool) -> dict:
+    setting, seed = job
+    diverged = history.diverged
+    record = {**setting, "seed": seed, "val_acc": float("nan") if diverged else history.val_acc[-1],
+              "test_acc": float("nan") if diverged else test_acc, "train_loss": history.train_loss[-1],
+              "diverged": diverged, "val_curve": list(history.val_acc), "loss_curve": list(history.train_loss)}
+    if record_steps:
+        record["step_loss"] = list(history.step_loss)
+    return record
+
+
+def _fit_alone(job, data, record_steps: bool, dtype) -> dict:
+    from . import nets, seed_everything, train
+
+    setting, seed = job
+    full = {**MLP_DEFAULTS, **setting}
+    seed_everything(seed)
+    model = nets.mlp(data.X_train.shape[1], int(data.y_train.max()) + 1, depth=full["depth"], width=full["width"],
+                     activation=full["activation"], init=full["init"], scale=full["scale"],
+                     **{k: full[k] for k in ("norm", "dropout", "std") if k in full}).to(dtype)
+    history = train.fit(model, data, epochs=full["epochs"], lr=full["lr"], optimizer=full["optimizer"],
+                        momentum=full["momentum"], weight_decay=full["weight_decay"],
+                        batch_size=full["batch_size"], clip_grad_norm=full.get("clip_grad_norm"),
+                        record_steps=record_steps, progress=False, seed=seed)
+    _, test_acc = train.evaluate(model, data.X_test, data.y_test)
+    return _mlp_record(job, history, test_acc, record_steps)
