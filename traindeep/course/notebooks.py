@@ -171,11 +171,26 @@ def write_notebook(nb, path) -> None:
     Path(path).write_text(notebook_text(nb), encoding="utf-8")
 
 
+BASEURL = re.compile(r"^([ \t]*html_baseurl:[ \t]*)(\S*)[ \t]*$", re.MULTILINE)
+
+
+def site_url(repo=None) -> str:
+    owner, name, _ = repo or repository()
+    return f"https://{owner}.github.io/{name}/"
+
+
 def stamp_all(root=ROOT, check_only=False) -> list[str]:
-    """Stamp every notebook of the stamped folders; return the ones that were stale."""
+    """Stamp every notebook of the stamped folders, and `_config.yml`'s html_baseurl; return what was stale."""
     root = Path(root)
     repo = repository(root / "_config.yml")
     stale = []
+    config = (root / "_config.yml").read_text(encoding="utf-8")
+    found = BASEURL.search(config)
+    if found and found.group(2) != site_url(repo):
+        stale.append("_config.yml")
+        if not check_only:
+            (root / "_config.yml").write_text(BASEURL.sub(lambda m: m.group(1) + site_url(repo), config, count=1),
+                                              encoding="utf-8")
     for folder in STAMPED_FOLDERS:
         for path in sorted((root / folder).glob("*.ipynb")):
             relative = path.relative_to(root).as_posix()
@@ -210,8 +225,7 @@ def badge_problems(root=ROOT) -> list[str]:
 def link_problems(root=ROOT) -> list[str]:
     """Links to published book pages whose notebook does not exist in the repository."""
     root = Path(root)
-    owner, name, _ = repository(root / "_config.yml")
-    site = f"https://{owner}.github.io/{name}/"
+    site = site_url(repository(root / "_config.yml"))
     problems = []
     for folder in (*STAMPED_FOLDERS, "labs"):
         for path in sorted((root / folder).glob("*.ipynb")):
