@@ -120,3 +120,22 @@ def test_what_cannot_be_batched_runs_alone_and_says_so(capsys):
         sweep.sweep_mlp({"lr": [0.1], "colour": ["red"]}, DIGITS)
     with pytest.raises(ValueError, match="needs a learning rate 'lr'"):
         sweep.sweep_mlp({"width": [8]}, DIGITS)
+
+
+def test_the_stack_trains_where_traindeep_device_says(monkeypatch):
+    """No GPU here (nor in CI): a CPU-only mock of traindeep.device() stands in for one. The stack must
+    ask it, put every tensor there, and hand back plain CPU numbers."""
+    asked = []
+
+    def fake_device():
+        asked.append(True)
+        return torch.device("cpu")
+
+    monkeypatch.setattr(batched, "default_device", fake_device)
+    histories, stack = batched.fit_many([{"lr": 0.1, "seed": 0}, {"lr": 0.3, "seed": 1}], DIGITS, epochs=2, width=16)
+    assert asked == [True]
+    assert {p.device for p in stack.parameters} == {torch.device("cpu")}
+    loss, acc = stack.evaluate(DIGITS.X_test, DIGITS.y_test)
+    assert loss.device.type == acc.device.type == "cpu" and all(isinstance(v, float) for v in histories[0].val_acc)
+    explicit, _ = batched.fit_many([{"lr": 0.1, "seed": 0}], DIGITS, epochs=2, width=16, device="cpu")
+    assert asked == [True] and explicit[0].val_acc == histories[0].val_acc  # an explicit device is not asked for

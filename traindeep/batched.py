@@ -13,7 +13,9 @@ exactly what `train.fit` would show it:
 
 So its `History` matches `fit`'s to rounding (the tests check it in float64). A network whose
 loss turns NaN is marked diverged at the end of that epoch, as in `fit`, and its NaNs stay in its
-own slice of the stacked weights.
+own slice of the stacked weights. The stack trains on `traindeep.device()` (a GPU when there is
+one, where tiny networks only pay off batched); the data orders are drawn on the CPU, as `fit`
+draws them, so a run's batches are the same on either device.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import math
 import torch
 from torch import nn
 
+from . import device as default_device
 from . import nets, seed_everything
 from .train import History
 
@@ -52,15 +55,17 @@ class Stack:
 
     @torch.no_grad()
     def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean cross-entropy and accuracy of each network on (X, y): two tensors of length K."""
-        logits = self.forward(X.to(self.weights[0].dtype))
+        """Mean cross-entropy and accuracy of each network on (X, y): two CPU tensors of length K."""
+        where = self.weights[0].device
+        X, y = X.to(where, self.weights[0].dtype), y.to(where)
+        logits = self.forward(X)
         K, n = logits.shape[:2]
         losses = nn.functional.cross_entropy(logits.reshape(K * n, -1), y.repeat(K), reduction="none")
-        return losses.view(K, n).mean(1), (logits.argmax(-1) == y).double().mean(1)
+        return losses.view(K, n).mean(1).cpu(), (logits.argmax(-1) == y).double().mean(1).cpu()
 
 
 def build(runs: list[dict], in_features: int, out_features: int, depth: int, width: int, activation: str,
-          init: str, std: float = 0.01, dtype=torch.float32) -> Stack:
+          init: str, std: float = 0.01, dtype=torch.float32, device=None) -> Stack:
     """The stacked networks, each initialized exactly as `nets.mlp` after `seed_everything(seed)`."""
     layers = []
     for run in runs:
@@ -68,8 +73,9 @@ def build(runs: list[dict], in_features: int, out_features: int, depth: int, wid
         model = nets.mlp(in_features, out_features, depth=depth, width=width, activation=activation, init=init,
                          std=std, scale=run.get("scale", 1.0))
         layers.append([m for m in model if isinstance(m, nn.Linear)])
-    weights = [torch.stack([net[i].weight.detach() for net in layers]).to(dtype) for i in range(depth + 1)]
-    biases = [torch.stack([net[i].bias.detach() for net in layers]).unsqueeze(1).to(dtype)
+    where = device or torch.device("cpu")
+    weights = [torch.stack([net[i].weight.detach() for net in layers]).to(where, dtype) for i in range(depth + 1)]
+    biases = [torch.stack([net[i].bias.detach() for net in layers]).unsqueeze(1).to(where, dtype)
               for i in range(depth + 1)]
     for p in weights + biases:
         p.requires_grad_(True)
@@ -101,15 +107,15 @@ def _check(runs: list[dict], optimizer: str, data, batch_size: int, epochs: int)
 class _Optimizer:
     """torch.optim's SGD / Adam / AdamW update rules, with one hyperparameter value per stacked run."""
 
-    def __init__(self, name, params, runs, dtype, betas=(0.9, 0.999), eps=1e-8):
+    def __init__(self, name, params, runs, dtype, device, betas=(0.9, 0.999), eps=1e-8):
         self.name, self.params, self.betas, self.eps, self.t = name, params, betas, eps, 0
         shape = lambda p: (-1,) + (1,) * (p.dim() - 1)
-        column = lambda key, default: _per_run(runs, key, default, dtype)
+        column = lambda key, default: _per_run(runs, key, default, dtype).to(device)
         self.lr = [column("lr", 0).view(shape(p)) for p in params]
         self.wd = [column("weight_decay", 0).view(shape(p)) for p in params]
         if name == "nesterov":  # as train.make_optimizer: Nesterov without a momentum means 0.9
             runs = [{**run, "momentum": run.get("momentum") or 0.9} for run in runs]
-        self.mu = [_per_run(runs, "momentum", 0.0, dtype).view(shape(p)) for p in params]
+        self.mu = [_per_run(runs, "momentum", 0.0, dtype).to(device).view(shape(p)) for p in params]
         self.state = [None] * len(params)
         self.second = [torch.zeros_like(p) for p in params] if name.startswith("adam") else None
 
@@ -140,26 +146,28 @@ class _Optimizer:
 
 def fit_many(runs: list[dict], data, *, depth: int = 2, width: int = 64, activation: str = "relu",
              init: str = "he_normal", std: float = 0.01, epochs: int = 10, batch_size: int = 64,
-             optimizer: str = "sgd", record_steps: bool = False, dtype=torch.float32):
+             optimizer: str = "sgd", record_steps: bool = False, dtype=torch.float32, device=None):
     """Train one MLP per entry of `runs` (each a dict of PER_RUN settings; `lr` is required).
 
     Returns `(histories, stack)`: a `train.History` per run, as `train.fit` would record it for
     `nets.mlp(..., scale=run["scale"])` trained with `lr`, `momentum`, `weight_decay` and
     `seed=run["seed"]`, and the trained `Stack` (its `evaluate(X, y)` scores every network).
+    `device` defaults to `traindeep.device()`.
     """
     _check(runs, optimizer, data, batch_size, epochs)
     K = len(runs)
+    where = torch.device(device) if device is not None else default_device()
     stack = build(runs, data.X_train.shape[1], int(data.y_train.max()) + 1, depth, width, activation, init, std,
-                  dtype)
-    opt = _Optimizer(optimizer, stack.parameters, runs, dtype)
-    X, y = data.X_train.to(dtype), data.y_train
+                  dtype, where)
+    opt = _Optimizer(optimizer, stack.parameters, runs, dtype, where)
+    X, y = data.X_train.to(where, dtype), data.y_train.to(where)
     n = len(X)
     generators = [torch.Generator().manual_seed(run.get("seed", 0)) for run in runs]
     histories = [History() for _ in runs]
     live = torch.ones(K, dtype=torch.bool)
     for _ in range(epochs):
-        orders = torch.stack([torch.randperm(n, generator=g) for g in generators])  # (K, n)
-        step_losses, correct = [], torch.zeros(K)
+        orders = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(where)  # (K, n)
+        step_losses, correct = [], torch.zeros(K, device=where)
         for start in range(0, n, batch_size):
             idx = orders[:, start:start + batch_size]
             logits = stack.forward(X[idx])
@@ -172,7 +180,8 @@ def fit_many(runs: list[dict], data, *, depth: int = 2, width: int = 64, activat
             opt.step()
             step_losses.append(losses.detach())
             correct += (logits.detach().argmax(-1) == y[idx]).sum(1)
-        epoch_losses = torch.stack(step_losses, dim=1)  # (K, steps)
+        epoch_losses = torch.stack(step_losses, dim=1).cpu()  # (K, steps); one transfer per epoch
+        correct = correct.cpu()
         sizes = torch.full((epoch_losses.shape[1],), float(batch_size), dtype=epoch_losses.dtype)
         sizes[-1] = n - batch_size * (epoch_losses.shape[1] - 1)
         val_loss, val_acc = stack.evaluate(data.X_val, data.y_val)

@@ -227,14 +227,14 @@ def _mlp_record(job, history, test_acc: float, record_steps: bool) -> dict:
 
 
 def _fit_alone(job, data, record_steps: bool, dtype) -> dict:
-    from . import nets, seed_everything, train
+    from . import device, nets, seed_everything, train
 
     setting, seed = job
     full = {**MLP_DEFAULTS, **setting}
     seed_everything(seed)
     model = nets.mlp(data.X_train.shape[1], int(data.y_train.max()) + 1, depth=full["depth"], width=full["width"],
                      activation=full["activation"], init=full["init"], scale=full["scale"],
-                     **{k: full[k] for k in ("norm", "dropout", "std") if k in full}).to(dtype)
+                     **{k: full[k] for k in ("norm", "dropout", "std") if k in full}).to(device(), dtype)
     history = train.fit(model, data, epochs=full["epochs"], lr=full["lr"], optimizer=full["optimizer"],
                         momentum=full["momentum"], weight_decay=full["weight_decay"],
                         batch_size=full["batch_size"], clip_grad_norm=full.get("clip_grad_norm"),
