@@ -185,7 +185,7 @@ def test_coursework_solution_earns_full_marks_and_shortcuts_earn_nothing(tmp_pat
     variant("shortcuts", {"q2-answer": q2.replace("tuning_grid = [1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0]",
                                                   "tuning_grid = [1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3]"),
                           "q4-answer": "figures = [plt.figure() for _ in range(3)]\nplt.show()"})
-    assert grade_batch(solution, [subs], tmp_path / "out", workers=2, timeout=600, cell_timeout=300, seed=5)
+    assert grade_batch(solution, [subs], tmp_path / "out", workers=2, timeout=600, cell_timeout=120, seed=5)
     with open(tmp_path / "out" / "grades.csv", newline="") as f:
         rows = {row["student"]: row for row in csv.DictReader(f)}
     assert rows["solution_itself"]["total"] == rows["solution_itself"]["max"] == "13"
