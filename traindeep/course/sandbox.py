@@ -90,7 +90,13 @@ def exposed_paths() -> list[Path]:
 
 
 def _filesystem(limits: Limits) -> list[str]:
-    args, made = [], {"/"}
+    # The RAM disks come first, so that read-only binds can sit on top of them: a checkout (and its
+    # .venv) under /tmp, as in a CI clone made with mktemp, stays visible.
+    args = ["--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--size", str(limits.shm_mb << 20), "--tmpfs", "/dev/shm",
+            "--perms", "1777", "--size", str(limits.disk_mb << 20), "--tmpfs", "/tmp",
+            "--perms", "0777", "--size", str(limits.disk_mb << 20), "--tmpfs", WORK]
+    made = {"/", "/proc", "/dev", "/dev/shm", "/tmp", WORK}
 
     def parents(target: str):
         for parent in reversed(Path(target).parents):
@@ -114,12 +120,7 @@ def _filesystem(limits: Limits) -> list[str]:
         if Path("/etc", name).exists():
             parents(f"/etc/{name}")
             args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
-    args += ["--proc", "/proc", "--dev", "/dev",
-             "--perms", "1777", "--size", str(limits.shm_mb << 20), "--tmpfs", "/dev/shm",
-             "--perms", "1777", "--size", str(limits.disk_mb << 20), "--tmpfs", "/tmp",
-             "--perms", "0777", "--size", str(limits.disk_mb << 20), "--tmpfs", WORK,
-             "--remount-ro", "/", "--chdir", WORK]
-    return args
+    return args + ["--remount-ro", "/", "--chdir", WORK]
 
 
 def _environment(extra: dict | None) -> list[str]:
