@@ -27,7 +27,7 @@ from torch import nn
 
 from . import device as default_device
 from . import nets, seed_everything
-from .train import History
+from .train import History, epoch_loss
 
 PER_RUN = ("lr", "momentum", "weight_decay", "seed", "scale")  # may differ between the stacked runs
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
@@ -182,8 +182,6 @@ def fit_many(runs: list[dict], data, *, depth: int = 2, width: int = 64, activat
             correct += (logits.detach().argmax(-1) == y[idx]).sum(1)
         epoch_losses = torch.stack(step_losses, dim=1).cpu()  # (K, steps); one transfer per epoch
         correct = correct.cpu()
-        sizes = torch.full((epoch_losses.shape[1],), float(batch_size), dtype=epoch_losses.dtype)
-        sizes[-1] = n - batch_size * (epoch_losses.shape[1] - 1)
         val_loss, val_acc = stack.evaluate(data.X_val, data.y_val)
         for k, history in enumerate(histories):
             if not live[k]:
@@ -191,11 +189,10 @@ def fit_many(runs: list[dict], data, *, depth: int = 2, width: int = 64, activat
             if record_steps:
                 history.step_loss.extend(epoch_losses[k].tolist())
             if not torch.isfinite(epoch_losses[k]).all():
-                history.diverged, live[k] = True, False
-                for metric in ("train_loss", "train_acc", "val_loss", "val_acc"):
-                    getattr(history, metric).append(float("nan"))
+                history.mark_diverged()
+                live[k] = False
                 continue
-            history.train_loss.append(float((epoch_losses[k] * sizes).sum() / n))
+            history.train_loss.append(epoch_loss(epoch_losses[k], batch_size, n))
             history.train_acc.append(correct[k].item() / n)
             history.val_loss.append(float(val_loss[k]))
             history.val_acc.append(float(val_acc[k]))

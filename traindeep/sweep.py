@@ -177,14 +177,13 @@ def sweep_mlp(grid: dict, data, seeds=(0,), fixed: dict | None = None, record_st
     if overlap:
         raise ValueError(f"{sorted(overlap)} appear both in the grid and in fixed")
     allowed = set(MLP_DEFAULTS) | {"lr"} | set(SEQUENTIAL_KEYS)
+    unknown = (set(grid) | set(fixed)) - allowed
+    if unknown:
+        raise ValueError(f"sweep_mlp does not know {sorted(unknown)}; it varies {', '.join(sorted(allowed))}. "
+                         "For anything else, pass your own training function to sweep().")
+    if "lr" not in grid and "lr" not in fixed:
+        raise ValueError("sweep_mlp needs a learning rate 'lr' in the grid or in fixed")
     jobs = [({**fixed, **s}, seed) for s in settings(grid) for seed in seeds]
-    for setting, _ in jobs[:1]:
-        unknown = set(setting) - allowed
-        if unknown:
-            raise ValueError(f"sweep_mlp does not know {sorted(unknown)}; it varies {', '.join(sorted(allowed))}. "
-                             "For anything else, pass your own training function to sweep().")
-        if "lr" not in setting:
-            raise ValueError("sweep_mlp needs a learning rate 'lr' in the grid or in fixed")
     records: list[dict | None] = [None] * len(jobs)
     groups: dict[tuple, list[int]] = {}
     alone = []
@@ -202,9 +201,11 @@ def sweep_mlp(grid: dict, data, seeds=(0,), fixed: dict | None = None, record_st
               "cannot be batched)")
     for shape, members in tqdm(groups.items(), desc="sweep groups", disable=not progress, leave=False):
         recipe = dict(zip(SHAPE_KEYS, shape))
-        runs = [{"lr": jobs[i][0]["lr"], "seed": jobs[i][1],
-                 **{k: {**MLP_DEFAULTS, **jobs[i][0]}[k] for k in ("momentum", "weight_decay", "scale")}}
-                for i in members]
+        runs = []
+        for i in members:
+            full = {**MLP_DEFAULTS, **jobs[i][0]}
+            runs.append({"lr": full["lr"], "seed": jobs[i][1],
+                         **{k: full[k] for k in ("momentum", "weight_decay", "scale")}})
         histories, stack = batched.fit_many(runs, data, record_steps=record_steps, dtype=dtype or torch.float32,
                                             **recipe)
         _, test_acc = stack.evaluate(data.X_test, data.y_test)

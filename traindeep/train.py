@@ -25,6 +25,12 @@ class History:
     def epochs(self) -> int:
         return len(self.train_loss)
 
+    def mark_diverged(self) -> None:
+        """Record a diverged epoch: NaN for every per-epoch metric, and no more epochs."""
+        self.diverged = True
+        for metric in ("train_loss", "train_acc", "val_loss", "val_acc"):
+            getattr(self, metric).append(float("nan"))
+
     def best(self, metric: str = "val_acc") -> float:
         values = [v for v in getattr(self, metric) if not math.isnan(v)]
         if not values:
@@ -46,6 +52,14 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int
         correct += (logits.argmax(dim=1) == yb).sum().item()
     model.train(was_training)
     return total_loss / len(X), correct / len(X)
+
+
+def epoch_loss(step_losses: torch.Tensor, batch_size: int, n: int) -> float:
+    """The epoch's training loss from its per-step mean losses, weighting the last, shorter batch by its
+    size: a running average over the epoch (as Keras reports it), which saves a second pass."""
+    sizes = torch.full((len(step_losses),), float(batch_size), dtype=step_losses.dtype)
+    sizes[-1] = n - batch_size * (len(step_losses) - 1)
+    return float((step_losses * sizes).sum() / n)
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float = 0.0,
@@ -110,15 +124,9 @@ def fit(model: nn.Module, data, epochs: int = 10, lr: float = 0.1, optimizer="sg
         if record_steps:
             history.step_loss.extend(losses.tolist())
         if not torch.isfinite(losses).all():
-            history.diverged = True
-            for metric in ("train_loss", "train_acc", "val_loss", "val_acc"):
-                getattr(history, metric).append(float("nan"))
+            history.mark_diverged()
             break
-        # Training metrics are running averages over the epoch (as Keras reports them),
-        # which saves a second pass over the training set.
-        sizes = torch.full((len(losses),), float(batch_size))
-        sizes[-1] = len(X) - batch_size * (len(losses) - 1)
-        history.train_loss.append(float((losses * sizes).sum() / len(X)))
+        history.train_loss.append(epoch_loss(losses, batch_size, len(X)))
         history.train_acc.append((torch.cat(predictions) == y[order]).sum().item() / len(X))
         val_loss, val_acc = evaluate(model, data.X_val, data.y_val)
         history.val_loss.append(val_loss)

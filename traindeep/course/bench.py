@@ -109,27 +109,32 @@ def fit_overhead(repeats: int = 9, epochs: int = 5, batch_size: int = 64) -> tup
     return fit_ms, bare_ms, fit_ms / bare_ms
 
 
-def grader_overhead(solution: Path) -> tuple[float, float, float, float, float]:
-    """(seconds for the reference run, to grade one submission, of which the sandboxed run,
-    to execute it alone, sandboxed run / alone).
+def prepared_grader(solution: Path):
+    """A grader for `solution` after its reference run (once per batch), and that run's seconds."""
+    from .grade import Grader
+
+    grader = Grader(solution, timeout=600, cell_timeout=300, seed=0)
+    start = time.perf_counter()
+    grader.prepare()
+    return grader, time.perf_counter() - start
+
+
+def grader_overhead(grader, solution: Path) -> tuple[float, float, float, float]:
+    """(seconds to grade one submission, of which the sandboxed run, to execute it alone,
+    sandboxed run / alone), with a `prepared_grader`.
 
     The reference run (the solution itself, for the probes' expected values) happens once per batch.
     Both timed runs use one thread, as the grader's kernels do, so the ratio is the grader's own cost:
     process and sandbox start, helper cells run again, probes. What the grading adds after the run
     is the trusted judge's own work (lab 1 retrains the student's configuration twice).
     """
-    from .grade import Grader
     from .intake import collect
 
     alone = time_notebook(solution, env={"OMP_NUM_THREADS": "1"})
-    grader = Grader(solution, timeout=600, cell_timeout=300, seed=0)
-    start = time.perf_counter()
-    grader.prepare()
-    reference = time.perf_counter() - start
     outcome = grader.grade(collect([solution])[0])
     if outcome.total() != grader.max_points:
         raise RuntimeError(f"the solution scored {outcome.total()} of {grader.max_points}: {outcome.status}")
-    return reference, outcome.seconds, outcome.run_seconds, alone, outcome.run_seconds / alone
+    return outcome.seconds, outcome.run_seconds, alone, outcome.run_seconds / alone
 
 
 def batched_speedup(epochs: int = 3, batch_size: int = 64, repeats: int = 3) -> tuple[float, float, float]:
@@ -163,18 +168,15 @@ def batched_speedup(epochs: int = 3, batch_size: int = 64, repeats: int = 3) -> 
     return sequential, together, sequential / together
 
 
-def grader_workers(solution: Path, copies: int = 4) -> tuple[float, float, float]:
-    """(seconds to grade `copies` submissions with one worker, with two, one / two).
+def grader_workers(grader, solution: Path, copies: int = 4) -> tuple[float, float, float]:
+    """(seconds to grade `copies` submissions with one worker, with two, one / two), with a `prepared_grader`.
 
     Each kernel runs one thread, so on two cores two workers should come close to twice as fast.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from .grade import Grader
     from .intake import collect
 
-    grader = Grader(solution, timeout=600, cell_timeout=300, seed=0)
-    grader.prepare()
     items = collect([solution]) * copies
     seconds = []
     for workers in (1, 2):
@@ -213,7 +215,8 @@ def run_bench(out="_build/bench.md", notebooks: bool = True, grading: bool = Tru
                   f"| one by one / stacked, batch {batch_size} | {speedup:.1f} | ≥ 5 |"]
     lab = ROOT / "solutions" / "lab01_signal_propagation.ipynb"
     if grading and lab.exists():
-        reference, graded, run, alone, overhead = grader_overhead(lab)
+        grader, reference = prepared_grader(lab)
+        graded, run, alone, overhead = grader_overhead(grader, lab)
         lines += [f"| grading {lab.name}: reference run, once per batch | {reference:.1f} s | |",
                   f"| grading {lab.name}, per submission | {graded:.1f} s | |",
                   f"| of which the sandboxed run with its probes | {run:.1f} s | |",
@@ -221,7 +224,7 @@ def run_bench(out="_build/bench.md", notebooks: bool = True, grading: bool = Tru
                   f"| executing it alone | {alone:.1f} s | |",
                   f"| sandboxed run / executing alone | {overhead:.2f} | ≤ 1.2 |",
                   f"| whole grading / executing alone | {graded / alone:.2f} | |"]
-        one, two, speedup = grader_workers(lab)
+        one, two, speedup = grader_workers(grader, lab)
         lines += [f"| grading 4 copies, one worker | {one:.1f} s | |",
                   f"| grading 4 copies, two workers | {two:.1f} s | |",
                   f"| one worker / two workers | {speedup:.2f} | near 2 on 2 cores |"]

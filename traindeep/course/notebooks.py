@@ -126,10 +126,15 @@ if "google.colab" in sys.modules or os.environ.get("TRAINDEEP_SETUP") == "force"
         raise RuntimeError(f"pip could not install the course package from {{source}} (see above)")'''
 
 
+def site_url(repo=None) -> str:
+    """The book's address on GitHub Pages, from `_config.yml`'s repository."""
+    owner, name, _ = repo or repository()
+    return f"https://{owner}.github.io/{name}/"
+
+
 def published_url(relative_path: str, repo=None) -> str:
     """Where the book publishes the page of a repository file (GitHub Pages of the repository)."""
-    owner, name, _ = repo or repository()
-    return f"https://{owner}.github.io/{name}/{Path(relative_path).with_suffix('.html').as_posix()}"
+    return site_url(repo) + Path(relative_path).with_suffix(".html").as_posix()
 
 
 # A markdown link to a notebook of the book, relative to a lecture or lab: ](../book/NAME.ipynb#anchor)
@@ -172,11 +177,6 @@ def write_notebook(nb, path) -> None:
 
 
 BASEURL = re.compile(r"^([ \t]*html_baseurl:[ \t]*)(\S*)[ \t]*$", re.MULTILINE)
-
-
-def site_url(repo=None) -> str:
-    owner, name, _ = repo or repository()
-    return f"https://{owner}.github.io/{name}/"
 
 
 def stamp_all(root=ROOT, check_only=False) -> list[str]:
