@@ -44,9 +44,14 @@ web-modules:
 		&& cp tests/web/package.json tests/web/package-lock.json $(WEB)/ \
 		&& npm ci --prefix $(WEB) --no-audit --no-fund)
 
+# nbval executes each notebook once and stores what it ran in the book's jupyter-cache
+# (traindeep/course/nbval_cache.py); the -W build then renders those outputs without executing again.
+NB_CACHE := _build/.jupyter_cache
+
 test: venv browser-tools lint
 	$(ONE_THREAD) $(PY) -m pytest tests -n 2 --dist loadfile
-	$(ONE_THREAD) $(PY) -m pytest -p no:cacheprovider --nbval-lax -n 2 --dist loadfile book lectures solutions
+	$(ONE_THREAD) $(PY) -m pytest -p no:cacheprovider -p traindeep.course.nbval_cache --nbval-cache $(NB_CACHE) \
+		--nbval-lax -n 2 --dist loadfile book lectures solutions
 	$(BIN)/jupyter-book build -W -n --keep-going .
 	$(PY) -m pytest tests/browser_check.py -v
 
