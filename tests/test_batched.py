@@ -109,6 +109,11 @@ def test_a_declared_sweep_matches_the_sequential_one_record_by_record():
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
     best = sweep.best_per(ours, "width")  # the summaries work on these records unchanged
     assert {row["width"] for row in best} == {16, 32} and all(row["val_acc_mean"] > 0.8 for row in best)
+    alone = sweep.sweep_mlp(grid, splits, seeds=(0, 1), fixed=fixed, progress=False, dtype=torch.float64,
+                            batched=False)
+    for a, b in zip(alone, reference):
+        assert a["val_acc"] == pytest.approx(b["val_acc"], abs=1e-4)
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
 
 
 def test_what_cannot_be_batched_runs_alone_and_says_so(capsys):

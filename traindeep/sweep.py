@@ -155,7 +155,7 @@ SEQUENTIAL_KEYS = ("norm", "dropout", "std", "clip_grad_norm")  # understood, bu
 
 
 def sweep_mlp(grid: dict, data, seeds=(0,), fixed: dict | None = None, record_steps: bool = False,
-              progress: bool = True, dtype=None) -> list[dict]:
+              progress: bool = True, dtype=None, batched: bool = True) -> list[dict]:
     """Train `nets.mlp` with `train.fit`'s recipe for every setting of `grid` (merged with `fixed`) and seed.
 
     Keys: the learning rate `lr` (required), `momentum`, `weight_decay`, `scale` (initial-weight
@@ -166,11 +166,12 @@ def sweep_mlp(grid: dict, data, seeds=(0,), fixed: dict | None = None, record_st
     path lacks, runs alone through `train.fit`, and the sweep says so. Records are those of
     `sweep`: the setting, the seed, then `val_acc`, `test_acc`, `train_loss`, `diverged`,
     `val_curve`, `loss_curve` (and `step_loss` with `record_steps`). `dtype` (default float32)
-    is the networks' precision on both paths.
+    is the networks' precision on both paths. `batched=False` trains every run alone (the same
+    numbers, slower: for checking and timing).
     """
     import torch
 
-    from . import batched
+    from . import batched as stacked
 
     fixed = dict(fixed or {})
     overlap = set(fixed) & set(grid)
@@ -189,14 +190,16 @@ def sweep_mlp(grid: dict, data, seeds=(0,), fixed: dict | None = None, record_st
     alone = []
     for i, (setting, _) in enumerate(jobs):
         full = {**MLP_DEFAULTS, **setting}
-        if set(setting) & set(SEQUENTIAL_KEYS) or full["optimizer"] not in batched.OPTIMIZERS:
+        if not batched:
+            alone.append(i)
+        elif set(setting) & set(SEQUENTIAL_KEYS) or full["optimizer"] not in stacked.OPTIMIZERS:
             alone.append(i)
         else:
             groups.setdefault(tuple(full[k] for k in SHAPE_KEYS), []).append(i)
-    if alone:
+    if alone and batched:
         reasons = sorted({k for i in alone for k in jobs[i][0] if k in SEQUENTIAL_KEYS}
                          | {f"optimizer={jobs[i][0]['optimizer']}" for i in alone
-                            if jobs[i][0].get("optimizer", "sgd") not in batched.OPTIMIZERS})
+                            if jobs[i][0].get("optimizer", "sgd") not in stacked.OPTIMIZERS})
         print(f"sweep_mlp: {len(alone)} of {len(jobs)} runs train one at a time ({', '.join(reasons)} "
               "cannot be batched)")
     for shape, members in tqdm(groups.items(), desc="sweep groups", disable=not progress, leave=False):
@@ -206,7 +209,7 @@ def sweep_mlp(grid: dict, data, seeds=(0,), fixed: dict | None = None, record_st
             full = {**MLP_DEFAULTS, **jobs[i][0]}
             runs.append({"lr": full["lr"], "seed": jobs[i][1],
                          **{k: full[k] for k in ("momentum", "weight_decay", "scale")}})
-        histories, stack = batched.fit_many(runs, data, record_steps=record_steps, dtype=dtype or torch.float32,
+        histories, stack = stacked.fit_many(runs, data, record_steps=record_steps, dtype=dtype or torch.float32,
                                             **recipe)
         _, test_acc = stack.evaluate(data.X_test, data.y_test)
         for k, i in enumerate(members):

@@ -168,6 +168,29 @@ def batched_speedup(epochs: int = 3, batch_size: int = 64, repeats: int = 3) -> 
     return sequential, together, sequential / together
 
 
+def coursework_sweeps(epochs: int = 20, seeds=(0, 1, 2)) -> tuple[float, float, float]:
+    """(seconds for Coursework 3's three graded sweeps with every run alone, batched, the ratio).
+
+    The grids of the coursework's solution: 10 rates x 3 momenta, then batch size and width
+    (4 values each) x 6 rates, 3 seeds, 20 epochs. Run alone is how the solution trained before
+    the batched path existed.
+    """
+    from .. import data, sweep
+
+    digits = data.digits()
+    rates = [1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0]
+    grids = [{"lr": [1e-4, 3e-4, 1e-3, 3e-3, *rates], "momentum": [0.0, 0.5, 0.9]},
+             {"batch_size": [8, 32, 128, 512], "lr": rates}, {"width": [8, 32, 128, 512], "lr": rates}]
+    seconds = []
+    for together in (False, True):
+        start = time.perf_counter()
+        for grid in grids:
+            sweep.sweep_mlp(grid, digits, seeds=seeds, fixed={"epochs": epochs}, record_steps=True,
+                            progress=False, batched=together)
+        seconds.append(time.perf_counter() - start)
+    return seconds[0], seconds[1], seconds[0] / seconds[1]
+
+
 def grader_workers(grader, solution: Path, copies: int = 4) -> tuple[float, float, float]:
     """(seconds to grade `copies` submissions with one worker, with two, one / two), with a `prepared_grader`.
 
@@ -213,6 +236,10 @@ def run_bench(out="_build/bench.md", notebooks: bool = True, grading: bool = Tru
         lines += [f"| 24 MLPs (8 rates x 3 seeds), batch {batch_size}: `fit` one by one | {one_by_one:.2f} s | |",
                   f"| the same 24 stacked with `batched.fit_many` | {stacked:.2f} s | |",
                   f"| one by one / stacked, batch {batch_size} | {speedup:.1f} | ≥ 5 |"]
+    alone, together, speedup = coursework_sweeps()
+    lines += [f"| Coursework 3's sweeps (162 runs), each run alone | {alone:.1f} s | |",
+              f"| the same, batched by `sweep.sweep_mlp` | {together:.1f} s | |",
+              f"| alone / batched | {speedup:.1f} | ≥ 3 |"]
     lab = ROOT / "solutions" / "lab01_signal_propagation.ipynb"
     if grading and lab.exists():
         grader, reference = prepared_grader(lab)
