@@ -22,6 +22,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 book: venv
 	$(BIN)/jupyter-book build -W -n --keep-going .
+	$(PY) -m traindeep notebooks colab --out _build/colab
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
 lint: venv web-modules
@@ -53,6 +54,7 @@ test: venv browser-tools lint
 	$(ONE_THREAD) $(PY) -m pytest -p no:cacheprovider -p traindeep.course.nbval_cache --nbval-cache $(NB_CACHE) \
 		--nbval-lax -n 2 --dist loadfile book lectures solutions
 	$(BIN)/jupyter-book build -W -n --keep-going .
+	$(PY) -m traindeep notebooks colab --out _build/colab
 	$(PY) -m pytest tests/browser_check.py -v
 
 slides: venv

@@ -163,3 +163,24 @@ def test_solutions_are_never_published():
     assert not (HTML / "solutions").exists() and not (HTML / "_sources" / "solutions").exists()
     leaked = [p.name for p in HTML.rglob("*.html") if "BEGIN SOLUTION" in p.read_text(encoding="utf-8")]
     assert leaked == []
+
+
+def test_colab_copies_link_only_to_pages_of_the_built_site(tmp_path):
+    """What a badge opens has no MyST markup, and each of its links into the book lands on a built page."""
+    from traindeep.course import colab
+    from traindeep.course.notebooks import site_url
+
+    site = site_url()
+    checked = 0
+    for path in colab.write_copies(tmp_path):
+        nb = colab.nbformat.read(path, as_version=4)
+        assert colab.myst_leftovers(nb) == [], path
+        for cell in nb.cells:
+            for link in re.findall(r"\]\((" + re.escape(site) + r"[^)\s]*)\)", cell.source):
+                page, _, anchor = link[len(site):].partition("#")
+                built = HTML / (page or "index.html")
+                assert built.is_file(), f"{path.name}: {link} has no page in the built site"
+                if anchor:
+                    assert f'id="{anchor}"' in built.read_text(encoding="utf-8"), f"{path.name}: no #{anchor}"
+                checked += 1
+    assert checked >= 5, "the copies should link to the book (citations, cross-references)"

@@ -42,7 +42,7 @@ def test_a_lab_holds_no_solution(solution):
     assert "BEGIN SOLUTION" not in text and "END SOLUTION" not in text
     assert "traindeep" not in lab.metadata, "probes and rubrics must stay in the solution"
     assert f"Generated from solutions/{solution.name}" in lab.cells[0].source
-    assert f"blob/main/labs/{solution.name}" in lab.cells[0].source
+    assert f"blob/colab/labs/{solution.name}" in lab.cells[0].source
     answers = [c for c in lab.cells if is_answer(c)]
     assert len(answers) == len([c for c in read_notebook(solution).cells if is_answer(c)])
     assert all("YOUR CODE HERE" in c.source or "Your answer here" in c.source for c in answers)

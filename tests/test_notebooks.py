@@ -42,7 +42,7 @@ def test_stamp_detects_a_changed_repository_and_fixes_it(tmp_path):
     assert notebooks.stamp_all(project) == ["book/01_x.ipynb"]
     assert notebooks.stamp_all(project, check_only=True) == []
     nb = notebooks.read_notebook(project / "book" / "01_x.ipynb")
-    assert "github/me/course/blob/dev/book/01_x.ipynb" in nb.cells[0].source
+    assert "github/me/course/blob/colab/book/01_x.ipynb" in nb.cells[0].source  # the Colab copy
     assert "git+https://github.com/me/course@dev" in nb.cells[1].source
     assert [c.id for c in nb.cells].count("colab-badge") == 1
 

@@ -11,8 +11,10 @@ def main(argv=None) -> int:
                                      description="Tools of the Training Deep Networks course book.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    nbs = commands.add_parser("notebooks", help="stamp notebooks with their Colab badge and setup cell")
-    nbs.add_argument("action", choices=["stamp", "check"])
+    nbs = commands.add_parser("notebooks", help="stamp notebooks with their Colab badge and setup cell, "
+                                                "or write the Colab copies the badges open")
+    nbs.add_argument("action", choices=["stamp", "check", "colab"])
+    nbs.add_argument("--out", default="_build/colab", help="where `colab` writes the copies")
 
     labs = commands.add_parser("labs", help="generate labs/ from solutions/, or check they are in sync")
     labs.add_argument("action", choices=["build", "check"])
@@ -52,6 +54,16 @@ COURSE_MODULES = {"nbformat", "nbclient", "ipykernel", "psutil", "yaml", "jupyte
 
 
 def _run(args) -> int:
+    if args.command == "notebooks" and args.action == "colab":
+        from .course.colab import COLAB_BRANCH, MarkupError, write_copies
+
+        try:
+            written = write_copies(args.out)
+        except MarkupError as error:
+            print(f"cannot write the Colab copies: {error}", file=sys.stderr)
+            return 1
+        print(f"wrote {len(written)} Colab copies to {args.out} (publish them on the branch {COLAB_BRANCH!r})")
+        return 0
     if args.command == "notebooks":
         from .course.notebooks import badge_problems, stamp_all
 

@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 STAMPED_FOLDERS = ("book", "lectures", "solutions")
 BADGE_ID, SETUP_ID = "colab-badge", "colab-setup"
 COLAB = "https://colab.research.google.com"
+# Badges open the Colab copies (traindeep/course/colab.py), which the deploy workflow pushes here.
+COLAB_BRANCH = "colab"
 
 
 class NotebookError(ValueError):
@@ -99,8 +101,9 @@ def repository(config_path=ROOT / "_config.yml") -> tuple[str, str, str]:
 
 
 def colab_url(relative_path: str, repo=None) -> str:
-    owner, name, branch = repo or repository()
-    return f"{COLAB}/github/{owner}/{name}/blob/{branch}/{relative_path}"
+    """Where a badge opens the notebook: its Colab copy on the branch COLAB_BRANCH."""
+    owner, name, _ = repo or repository()
+    return f"{COLAB}/github/{owner}/{name}/blob/{COLAB_BRANCH}/{relative_path}"
 
 
 def badge_source(relative_path: str, repo=None) -> str:
@@ -206,8 +209,7 @@ def stamp_all(root=ROOT, check_only=False) -> list[str]:
 def badge_problems(root=ROOT) -> list[str]:
     """Badges whose link does not point at the notebook that holds them."""
     root = Path(root)
-    owner, name, branch = repository(root / "_config.yml")
-    prefix = f"{COLAB}/github/{owner}/{name}/blob/{branch}/"
+    prefix = colab_url("", repository(root / "_config.yml"))
     problems = []
     for folder in (*STAMPED_FOLDERS, "labs"):
         for path in sorted((root / folder).glob("*.ipynb")):
