@@ -67,8 +67,9 @@ grade: venv
 	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade LAB=solutions/NAME.ipynb SUBMISSIONS=folder OUT=grades" && exit 2)
 	$(PY) -m traindeep grade $(LAB) $(SUBMISSIONS) --out $(or $(OUT),grades)
 
+# BENCH_ARGS=--ci also times the whole CI run on a fresh clone (10-20 minutes more).
 bench: venv
-	$(PY) -m traindeep bench --out _build/bench.md
+	$(PY) -m traindeep bench --out _build/bench.md $(BENCH_ARGS)
 
 clean:
 	rm -rf _build .jupyter_cache

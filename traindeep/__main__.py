@@ -38,6 +38,8 @@ def main(argv=None) -> int:
     bench = commands.add_parser("bench", help="measure notebook times, widget latency, loop overhead")
     bench.add_argument("--out", default="_build/bench.md")
     bench.add_argument("--skip-notebooks", action="store_true")
+    bench.add_argument("--ci", action="store_true",
+                       help="also time the whole CI run (.ci/run) on a fresh clone of this checkout (~10-20 min)")
 
     args = parser.parse_args(argv)
     try:
@@ -111,7 +113,7 @@ def _run(args) -> int:
     if args.command == "bench":
         from .course.bench import run_bench
 
-        print(run_bench(args.out, notebooks=not args.skip_notebooks))
+        print(run_bench(args.out, notebooks=not args.skip_notebooks, ci=args.ci))
         return 0
     return 2
 
