@@ -1,0 +1,109 @@
+"""Lab 2 (activations and batch normalization): the grader rewards the solution and finds the classic mistakes.
+
+Each submission is the solution with one answer cell edited; it must lose exactly the points of the
+probes that the mistake breaks, and keep every other question's.
+"""
+
+import csv
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from traindeep.course.grade import grade_batch
+from traindeep.course.labformat import is_answer, question_of
+from traindeep.course.notebooks import read_notebook
+
+ROOT = Path(__file__).resolve().parent.parent
+LAB02 = ROOT / "solutions" / "lab02_activations_and_batchnorm.ipynb"
+AUTOMATIC = ("q1", "q2", "q3", "q4", "q5", "q6")
+
+
+def _variant(subs, name, question, *edits):
+    """The solution with the answer cell of `question` edited (each `(old, new)` pair in turn),
+    written as the submission `name`."""
+    nb = read_notebook(LAB02)
+    (cell,) = [c for c in nb.cells if is_answer(c) and question_of(c) == question]
+    for before, after in edits:
+        assert before in cell.source, f"the {question} answer no longer contains {before!r}"
+        cell.source = cell.source.replace(before, after)
+    nbformat.write(nb, subs / f"{name}.ipynb")
+
+
+@pytest.fixture(scope="module")
+def lab02_grades(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab02")
+    subs = root / "submissions"
+    subs.mkdir()
+    shutil.copy(LAB02, subs / "solution_itself.ipynb")
+    shutil.copy(ROOT / "labs" / LAB02.name, subs / "unfilled.ipynb")
+    # The classic mistakes, one per submission.
+    _variant(subs, "biased_running_var", "q4",
+             ("((x - batch_mean) ** 2).sum(dim=0) / (n - 1)", "((x - batch_mean) ** 2).sum(dim=0) / n"))
+    _variant(subs, "swapped_momentum", "q4",
+             ("(1 - momentum) * running_mean + momentum * batch_mean",
+              "momentum * running_mean + (1 - momentum) * batch_mean"),
+             ("(1 - momentum) * running_var + momentum * batch_var",
+              "momentum * running_var + (1 - momentum) * batch_var"))
+    _variant(subs, "eps_outside_root", "q3", ("torch.sqrt(var + eps)", "(torch.sqrt(var) + eps)"),
+             ("torch.sqrt(running_var + eps)", "(torch.sqrt(running_var) + eps)"))
+    _variant(subs, "zero_entries_not_units", "q6",
+             ("(x == 0).all(dim=0).float().mean()", "(x == 0).float().mean()"))
+    # Shortcuts through PyTorch's own operations.
+    _variant(subs, "delegates_to_torch_batch_norm", "q3",
+             ("return gamma * (x - mean) / torch.sqrt(var + eps) + beta",
+              "return torch.nn.functional.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)"))
+    _variant(subs, "backward_by_autograd", "q5",
+             ("    mean = x.mean(dim=0)\n",
+              "    x = x.clone().requires_grad_(True)\n"
+              "    out = gamma * (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + eps)\n"
+              "    out.backward(dout)\n"
+              "    auto_dx = x.grad\n"
+              "    x = x.detach()\n"
+              "    mean = x.mean(dim=0)\n"),
+             ("return dx, dgamma, dbeta", "return auto_dx, dgamma, dbeta"))
+    assert grade_batch(LAB02, [subs], root / "out", workers=2, timeout=300, cell_timeout=120, seed=4)
+    with open(root / "out" / "grades.csv", newline="") as f:
+        return {row["student"]: row for row in csv.DictReader(f)}, root / "out"
+
+
+def test_the_solution_earns_full_marks(lab02_grades):
+    rows, _ = lab02_grades
+    row = rows["solution_itself"]
+    assert row["status"] == "ok" and row["total"] == row["max"] == "18" and row["q7"] == "manual", row
+    assert [row[q] for q in AUTOMATIC] == ["3", "3", "3", "3", "4", "2"]
+
+
+def test_the_unfilled_lab_earns_zero_with_answers_missing(lab02_grades):
+    rows, _ = lab02_grades
+    assert rows["unfilled"]["total"] == "0" and rows["unfilled"]["status"].startswith("answers missing")
+
+
+@pytest.mark.parametrize("student,question,kept", [
+    ("biased_running_var", "q4", "1"),  # only the running mean survives; both running-variance probes fail
+    ("swapped_momentum", "q4", "0"),  # every running statistic is wrong
+    ("eps_outside_root", "q3", "0"),  # wrong by ~eps/std even at eps = 1e-5, beyond the probes' rtol 1e-6
+    ("zero_entries_not_units", "q6", "0"),
+    ("delegates_to_torch_batch_norm", "q3", "0"),
+    ("backward_by_autograd", "q5", "0"),
+])
+def test_a_mistake_loses_exactly_its_points(lab02_grades, student, question, kept):
+    rows, out = lab02_grades
+    row = rows[student]
+    assert row[question] == kept, (row, (out / "feedback" / f"{student}.md").read_text())
+    others = {q: row[q] for q in AUTOMATIC if q != question}
+    assert others == {q: rows["solution_itself"][q] for q in others}, "the other questions keep their points"
+
+
+@pytest.mark.parametrize("student,words", [
+    ("biased_running_var", "UNBIASED batch variance"),
+    ("swapped_momentum", "momentum weighs the NEW batch"),
+    ("eps_outside_root", "eps goes inside the square root"),
+    ("zero_entries_not_units", "zero on EVERY input"),
+    ("delegates_to_torch_batch_norm", "torch.nn"),
+    ("backward_by_autograd", "backward"),
+])
+def test_feedback_names_the_mistake(lab02_grades, student, words):
+    _, out = lab02_grades
+    assert words in (out / "feedback" / f"{student}.md").read_text()
