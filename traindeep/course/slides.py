@@ -2,7 +2,9 @@
 
 nbconvert's slides template loads reveal.js, MathJax and require.js from CDNs;
 here all three come from the npm folder `.cache/web` (see the Makefile's
-`browser-tools` target) and are copied next to the slides.
+`browser-tools` target) and are copied next to the slides. MyST markup
+(label targets, citation and cross-reference roles) becomes plain markdown,
+as in the Colab copies.
 """
 
 from __future__ import annotations
@@ -44,9 +46,14 @@ def export_slides(out_dir, lectures=ROOT / "lectures", web=WEB) -> list[Path]:
         mermaid_js_url="assets/mermaid-stub.mjs",
         exclude_input_prompt=True, exclude_output_prompt=True,
     )
+    from .colab import citations, colab_copy, labels
+
+    root = Path(lectures).parent
+    known_labels, known_citations = labels(root), citations(root / "references.bib")
     written = []
     for path in sorted(Path(lectures).glob("*.ipynb")):
-        nb = read_notebook(path)
+        # Reveal.js, like Colab, does not read MyST: the deck gets the Colab copy's plain markdown.
+        nb = colab_copy(read_notebook(path), path.relative_to(root).as_posix(), known_labels, known_citations)
         # Execute first, so the live demos' outputs are on the slides.
         NotebookClient(nb, timeout=300, kernel_name="python3",
                        resources={"metadata": {"path": str(path.parent)}}).execute()
