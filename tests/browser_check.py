@@ -143,13 +143,28 @@ def test_colab_links_point_at_the_notebook(chapter1):
     assert all(link == expected or link.endswith("colab-badge.svg") for link in chapter1["colab"])
 
 
+PAGES = sorted(p.relative_to(ROOT).with_suffix("").as_posix()
+               for folder in ("book", "lectures") for p in (ROOT / folder).glob("*.ipynb"))
+LABS = sorted(p.stem for p in (ROOT / "labs").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_chapter_and_deck_shows_maths_figures_and_no_traceback(site, page):
+    report = page_report(f"{site}/{page}.html")
+    assert report["mathjax"] and report["typeset"] >= 2 and report["rawTex"] == 0, report
+    broken = [i["src"] for i in report["images"] if not i["ok"]]
+    assert len(report["images"]) >= 2 and not broken, report["images"]
+    assert report["errors"] == 0, "a cell shows a traceback"
+    assert colab_url(f"{page}.ipynb") in report["colab"]
+
+
 def test_lecture_page_renders(site):
     report = page_report(site + "/lectures/01_why_training_fails.html")
     assert report["typeset"] >= 2 and report["images"] and all(i["ok"] for i in report["images"])
     assert colab_url("lectures/01_why_training_fails.ipynb") in report["colab"]
 
 
-@pytest.mark.parametrize("lab", ["lab01_signal_propagation", "coursework3_hyperparameters"])
+@pytest.mark.parametrize("lab", LABS)
 def test_lab_pages_are_unexecuted_stubs_with_colab_links(site, lab):
     report = page_report(f"{site}/labs/{lab}.html")
     assert colab_url(f"labs/{lab}.ipynb") in report["colab"]

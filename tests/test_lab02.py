@@ -4,31 +4,16 @@ Each submission is the solution with one answer cell edited; it must lose exactl
 probes that the mistake breaks, and keep every other question's.
 """
 
-import csv
 import shutil
 from pathlib import Path
 
-import nbformat
 import pytest
-
-from traindeep.course.grade import grade_batch
-from traindeep.course.labformat import is_answer, question_of
-from traindeep.course.notebooks import read_notebook
+from labtools import graded_rows, write_variant
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB02 = ROOT / "solutions" / "lab02_activations_and_batchnorm.ipynb"
 AUTOMATIC = ("q1", "q2", "q3", "q4", "q5", "q6")
 
-
-def _variant(subs, name, question, *edits):
-    """The solution with the answer cell of `question` edited (each `(old, new)` pair in turn),
-    written as the submission `name`."""
-    nb = read_notebook(LAB02)
-    (cell,) = [c for c in nb.cells if is_answer(c) and question_of(c) == question]
-    for before, after in edits:
-        assert before in cell.source, f"the {question} answer no longer contains {before!r}"
-        cell.source = cell.source.replace(before, after)
-    nbformat.write(nb, subs / f"{name}.ipynb")
 
 
 @pytest.fixture(scope="module")
@@ -39,22 +24,22 @@ def lab02_grades(tmp_path_factory):
     shutil.copy(LAB02, subs / "solution_itself.ipynb")
     shutil.copy(ROOT / "labs" / LAB02.name, subs / "unfilled.ipynb")
     # The classic mistakes, one per submission.
-    _variant(subs, "biased_running_var", "q4",
+    write_variant(LAB02, subs, "biased_running_var", "q4",
              ("((x - batch_mean) ** 2).sum(dim=0) / (n - 1)", "((x - batch_mean) ** 2).sum(dim=0) / n"))
-    _variant(subs, "swapped_momentum", "q4",
+    write_variant(LAB02, subs, "swapped_momentum", "q4",
              ("(1 - momentum) * running_mean + momentum * batch_mean",
               "momentum * running_mean + (1 - momentum) * batch_mean"),
              ("(1 - momentum) * running_var + momentum * batch_var",
               "momentum * running_var + (1 - momentum) * batch_var"))
-    _variant(subs, "eps_outside_root", "q3", ("torch.sqrt(var + eps)", "(torch.sqrt(var) + eps)"),
+    write_variant(LAB02, subs, "eps_outside_root", "q3", ("torch.sqrt(var + eps)", "(torch.sqrt(var) + eps)"),
              ("torch.sqrt(running_var + eps)", "(torch.sqrt(running_var) + eps)"))
-    _variant(subs, "zero_entries_not_units", "q6",
+    write_variant(LAB02, subs, "zero_entries_not_units", "q6",
              ("(x == 0).all(dim=0).float().mean()", "(x == 0).float().mean()"))
     # Shortcuts through PyTorch's own operations.
-    _variant(subs, "delegates_to_torch_batch_norm", "q3",
+    write_variant(LAB02, subs, "delegates_to_torch_batch_norm", "q3",
              ("return gamma * (x - mean) / torch.sqrt(var + eps) + beta",
               "return torch.nn.functional.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)"))
-    _variant(subs, "backward_by_autograd", "q5",
+    write_variant(LAB02, subs, "backward_by_autograd", "q5",
              ("    mean = x.mean(dim=0)\n",
               "    x = x.clone().requires_grad_(True)\n"
               "    out = gamma * (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + eps)\n"
@@ -63,9 +48,7 @@ def lab02_grades(tmp_path_factory):
               "    x = x.detach()\n"
               "    mean = x.mean(dim=0)\n"),
              ("return dx, dgamma, dbeta", "return auto_dx, dgamma, dbeta"))
-    assert grade_batch(LAB02, [subs], root / "out", workers=2, timeout=300, cell_timeout=120, seed=4)
-    with open(root / "out" / "grades.csv", newline="") as f:
-        return {row["student"]: row for row in csv.DictReader(f)}, root / "out"
+    return graded_rows(LAB02, subs, root / "out", seed=4), root / "out"
 
 
 def test_the_solution_earns_full_marks(lab02_grades):

@@ -4,30 +4,16 @@ Each submission is the solution with one answer cell edited; it must lose the po
 that the mistake breaks, and keep every other question's.
 """
 
-import csv
 import shutil
 from pathlib import Path
 
-import nbformat
 import pytest
-
-from traindeep.course.grade import grade_batch
-from traindeep.course.labformat import is_answer, question_of
-from traindeep.course.notebooks import read_notebook
+from labtools import graded_rows, write_variant
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB03 = ROOT / "solutions" / "lab03_transfer_and_clipping.ipynb"
 AUTOMATIC = ("q1", "q2", "q3", "q4")
 
-
-def _variant(subs, name, question, *edits):
-    """The solution with the answer cell of `question` edited (each `(old, new)` pair in turn)."""
-    nb = read_notebook(LAB03)
-    (cell,) = [c for c in nb.cells if is_answer(c) and question_of(c) == question]
-    for before, after in edits:
-        assert before in cell.source, f"the {question} answer no longer contains {before!r}"
-        cell.source = cell.source.replace(before, after)
-    nbformat.write(nb, subs / f"{name}.ipynb")
 
 
 @pytest.fixture(scope="module")
@@ -38,28 +24,27 @@ def lab03_grades(tmp_path_factory):
     shutil.copy(LAB03, subs / "solution_itself.ipynb")
     shutil.copy(ROOT / "labs" / LAB03.name, subs / "unfilled.ipynb")
     # Returns the norm after clipping instead of before: the gradients are right, the logged norm is not.
-    _variant(subs, "returns_clipped_norm", "q1", ("    return total\n", "    return min(total, max_norm)\n"))
+    write_variant(LAB03, subs, "returns_clipped_norm", "q1",
+                  ("    return total\n", "    return min(total, max_norm)\n"))
     # Scales every time, even below the threshold: wrong whenever the norm is already small.
-    _variant(subs, "always_scales", "q1", ("    if coef < 1.0:\n", "    if True:\n"))
+    write_variant(LAB03, subs, "always_scales", "q1", ("    if coef < 1.0:\n", "    if True:\n"))
     # Freezes the first n modules but never unfreezes the others.
-    _variant(subs, "never_unfreezes", "q2", ("parameter.requires_grad_(index >= n)",
+    write_variant(LAB03, subs, "never_unfreezes", "q2", ("parameter.requires_grad_(index >= n)",
                                              "parameter.requires_grad_(False) if index < n else None"))
     # Shares A's modules instead of copying them: training B would change A.
-    _variant(subs, "shares_modules", "q3", ("copy.deepcopy(module) for module", "module for module"))
+    write_variant(LAB03, subs, "shares_modules", "q3", ("copy.deepcopy(module) for module", "module for module"))
     # No transfer at all: a linear head on the raw pixels.
-    _variant(subs, "no_reuse", "q4", ('transfer_recipe = candidates["reuse 2, then fine-tune"]',
+    write_variant(LAB03, subs, "no_reuse", "q4", ('transfer_recipe = candidates["reuse 2, then fine-tune"]',
                                       'transfer_recipe = candidates["scratch-like (k=0, linear head on pixels)"]'))
     # Shortcut through PyTorch's own clipping.
-    _variant(subs, "delegates_to_torch", "q1",
+    write_variant(LAB03, subs, "delegates_to_torch", "q1",
              ("    if norm_type == math.inf:\n",
               "    params = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]\n"
               "    for p, g in zip(params, grads):\n"
               "        p.grad = g\n"
               "    return torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type).item()\n"
               "    if norm_type == math.inf:\n"))
-    assert grade_batch(LAB03, [subs], root / "out", workers=2, timeout=300, cell_timeout=120, seed=5)
-    with open(root / "out" / "grades.csv", newline="") as f:
-        return {row["student"]: row for row in csv.DictReader(f)}, root / "out"
+    return graded_rows(LAB03, subs, root / "out", seed=5), root / "out"
 
 
 def test_the_solution_earns_full_marks(lab03_grades):
