@@ -55,6 +55,15 @@ document.addEventListener("DOMContentLoaded", async () => {
   report.stubs = (main.innerText.match(/YOUR CODE HERE/g) || []).length;
   report.solutionMarkers = (main.innerText.match(/BEGIN SOLUTION|END SOLUTION/g) || []).length;
   report.errors = [...main.querySelectorAll(".output.traceback, .cell_output .error")].length;
+  // Move every control of every precomputed explorer: did the figure change, and how long did the redraw take?
+  const explorers = [...main.querySelectorAll(".td-explorer")];
+  report.explorers = explorers.map(root => [...root.querySelectorAll("select")].map(select => {
+    const paths = () => [...root.querySelectorAll("path.td-line")].map(p => p.getAttribute("d")).join(" ");
+    const before = paths();
+    select.value = String((Number(select.value) + 1) % select.options.length);
+    select.dispatchEvent(new Event("change"));
+    return {name: select.name, changed: paths() !== before, ms: Number(root.dataset.redrawMs)};
+  }));
   const pre = document.createElement("pre");
   pre.id = "page-report";
   pre.textContent = JSON.stringify(report);
@@ -133,8 +142,12 @@ def test_figures_show(chapter1):
     assert chapter1["errors"] == 0
 
 
-def test_widget_snapshot_shows(chapter1):
-    assert chapter1["snapshot"] == [True]
+def test_the_signal_explorer_is_live_on_the_page(chapter1):
+    """Without a kernel, every control of the explorer redraws its figure from the precomputed grid."""
+    (controls,) = chapter1["explorers"]
+    assert [c["name"] for c in controls] == ["depth", "activation", "init", "scale"]
+    assert all(c["changed"] for c in controls), controls
+    assert all(0 <= c["ms"] <= 100 for c in controls), controls
 
 
 def test_colab_links_point_at_the_notebook(chapter1):

@@ -1,4 +1,5 @@
 import base64
+import re
 import time
 
 import pytest
@@ -59,3 +60,30 @@ def test_static_grid_has_one_panel_per_pair():
     fig = widgets.signal_grid(activations=("tanh", "relu"), inits=("he_normal",), depth=6, scales=(1.0,))
     assert len(fig.axes) == 2
     assert [ax.get_title() for ax in fig.axes] == ["tanh / he_normal", "relu / he_normal"]
+
+
+def test_the_static_explorer_holds_every_setting_and_stays_small():
+    calls = []
+
+    def compute(depth, scale):
+        calls.append((depth, scale))
+        return [[scale * k for k in range(1, depth + 1)], [float("nan")] * depth]
+
+    page = widgets.static_explorer([("depth", "depth", [2, 3], 3), ("scale", "init scale", [0.5, 1.0], 1.0)],
+                                   [{"title": "a", "xlabel": "x", "ylabel": "y", "logy": True}] * 2, compute,
+                                   caption="replays precomputed runs")
+    assert sorted(calls) == [(2, 0.5), (2, 1.0), (3, 0.5), (3, 1.0)]
+    assert '"1|0":[[0.5,1.0,1.5],[null,null,null]]' in page  # setting indices -> one series per panel
+    assert "function tdExplorer" in page and "replays precomputed runs" in page
+    addresses = set(re.findall(r"https?://[^\s\"']+", page))
+    assert addresses == {"http://www.w3.org/2000/svg"}, "nothing is fetched from elsewhere (the SVG namespace only)"
+    with pytest.raises(ValueError, match="under 1 MB"):
+        widgets.static_explorer([("n", "n", list(range(600)), 0)], [{"title": "", "xlabel": "", "ylabel": ""}],
+                                lambda n: [[1.2345678] * 500], caption="")
+
+
+def test_the_signal_explorer_offers_its_static_face():
+    explorer = widgets.signal_explorer(depth=10)
+    explorer.STATIC_GRID = dict(depth=(5, 10), activation=("tanh",), init=("xavier_normal",), scale=(1.0,))
+    page = explorer._repr_mimebundle_()["text/html"]
+    assert page.count('"0|0|0|0"') == 1 and '"1|0|0|0"' in page and '"value":10' in page

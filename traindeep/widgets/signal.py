@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from matplotlib.ticker import LogLocator, NullFormatter
 
-from .nets import INIT_SCHEMES, mlp
-from .plots import positive
-from .probes import layer_stats
+from ..nets import INIT_SCHEMES, mlp
+from ..plots import positive
+from ..probes import layer_stats
+from .static import static_explorer
 
 EXPLORER_INITS = tuple(s for s in INIT_SCHEMES if s not in ("default", "zeros"))
 EXPLORER_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "silu")
@@ -132,9 +133,33 @@ class SignalExplorer:
         return w.VBox([w.HBox(list(controls.values())[:2]), w.HBox(list(controls.values())[2:]),
                        output])
 
+    # The grid the rendered book replays: every combination is computed when the explorer is shown.
+    STATIC_GRID = dict(depth=(10, 30, 50), activation=("sigmoid", "tanh", "relu", "selu", "gelu"),
+                       init=("xavier_normal", "he_normal", "lecun_normal"), scale=(0.5, 1.0, 2.0))
+
+    def static_html(self) -> str:
+        """The explorer for a page without a kernel: STATIC_GRID precomputed, replayed in JavaScript."""
+        p, grid = self.params, self.STATIC_GRID
+        controls = [(name, "init scale" if name == "scale" else name, list(values),
+                     p[name] if p[name] in values else values[len(values) // 2]) for name, values in grid.items()]
+
+        def compute(**setting):
+            stats = signal_stats(width=p["width"], **setting)
+            return stats.act_spread, stats.back_norm
+
+        panels = [{"title": "forward: std over the batch, per unit", "xlabel": "hidden layer",
+                   "ylabel": "spread across inputs", "logy": True, "colour": "#1f77b4"},
+                  {"title": "backward: gradient w.r.t. each layer", "xlabel": "hidden layer",
+                   "ylabel": "norm of dL/dh", "logy": True, "colour": "#d62728"}]
+        return static_explorer(controls, panels, compute,
+                               caption="This page has no Python kernel: the explorer replays networks computed "
+                                       "when the book was built, for the values offered in the menus. Open the "
+                                       "notebook in Colab for every value.")
+
     def _repr_mimebundle_(self, include=None, exclude=None):
         bundle = {"text/plain": f"SignalExplorer({self.params})",
-                  "image/png": base64.b64encode(self.png()).decode("ascii")}
+                  "image/png": base64.b64encode(self.png()).decode("ascii"),
+                  "text/html": self.static_html()}
         try:
             bundle.update(widget_bundle(self.widget, include, exclude))
         except Exception:  # no ipywidgets, or one we cannot display: the snapshot alone

@@ -1,0 +1,19 @@
+"""Interactive explorers, each with three faces built from one definition.
+
+Live in Jupyter or Colab (ipywidgets controls, one figure redrawn in place); live without a kernel
+in the rendered book (a precomputed grid replayed by plain JavaScript, `static`); and a static
+small-multiples figure. ipywidgets is imported only when a live widget is built.
+"""
+from .signal import (
+                     EXPLORER_ACTIVATIONS,
+                     EXPLORER_INITS,
+                     SignalExplorer,
+                     signal_explorer,
+                     signal_grid,
+                     signal_stats,
+                     widget_bundle,
+)
+from .static import static_explorer
+
+__all__ = ["EXPLORER_ACTIVATIONS", "EXPLORER_INITS", "SignalExplorer", "signal_explorer", "signal_grid",
+           "signal_stats", "static_explorer", "widget_bundle"]
