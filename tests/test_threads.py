@@ -20,6 +20,7 @@ CORES = os.cpu_count() or 1
 def parallel_commands():
     """The commands `make test` runs with several workers (`-n N`), from make's dry run."""
     lines = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    lines = re.sub(r"\\\n\s*", " ", lines)  # a command continued over several lines is one command
     return [line for line in lines.splitlines() if re.search(r"pytest .*-n \d+", line)]
 
 
