@@ -128,3 +128,122 @@ def weight_change(before: dict, model: nn.Module) -> np.ndarray:
     if not changes:
         raise ValueError(f"weight_change needs nn.Linear layers; found none in {type(model).__name__}")
     return np.array(changes)
+
+
+# -- reading a loss curve: is the learning rate too small, too large, or far too large? ----------
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What `diagnose` concluded about a loss history.
+
+    * `verdict` is one of "too small", "too large", "diverged" or "fine";
+    * `case` is the lecture's name for the symptom: "A" (the loss decreases very slowly: the rate is
+      too small), "B" (the loss oscillates wildly: too large), "C" (the loss becomes NaN or
+      explodes: far too large), or "" for a healthy run;
+    * `reason` says which measurement led there, in words.
+
+    `str(diagnosis)` is a one-line summary such as ``too small (case A): ...``.
+    """
+
+    verdict: str
+    case: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.verdict}{f' (case {self.case})' if self.case else ''}: {self.reason}"
+
+
+def _losses(history) -> np.ndarray:
+    if hasattr(history, "step_loss") and hasattr(history, "train_loss"):
+        if getattr(history, "diverged", False) and not history.step_loss:
+            return np.array(list(history.train_loss) + [float("nan")], dtype=float)
+        values = history.step_loss or history.train_loss
+    else:
+        values = history.detach().cpu().tolist() if isinstance(history, torch.Tensor) else history
+    try:
+        losses = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError("diagnose expects a train.History or a sequence of losses, "
+                        f"got {type(history).__name__}") from None
+    if losses.ndim != 1:
+        raise ValueError(f"diagnose expects a flat sequence of losses, got shape {losses.shape}")
+    return losses
+
+
+def diagnose(history, min_drop: float = 0.5, noise: float = 0.1, rise: float = 0.25,
+             explode: float = 2.0, steady: float = 0.5, min_length: int = 5) -> Diagnosis:
+    """Name the learning-rate problem that a training-loss history shows (see `Diagnosis`).
+
+    `history` is a `train.History` (its per-step losses when it recorded them, else its per-epoch
+    training losses) or a plain sequence of losses. The history is cut into ten pieces whose
+    medians give its trend; thresholds are fractions of the starting loss (the first piece's
+    median), so the rules do not depend on the loss's units. In order:
+
+    1. **diverged** (case C): a loss is NaN or infinite, or the last piece sits above `explode`
+       times the starting loss;
+    2. **too large** (case B): after the first piece, the loss spiked above `explode` times the
+       largest loss of that piece, or it climbed back by more than `rise` above its best piece;
+    3. when the loss fell by less than `min_drop` of its start: **too small** (case A) if it fell
+       steadily (a straight line explains at least `steady` of the variance of the pieces'
+       medians) or did not move at all, else **too large** (case B: it wanders without progress);
+    4. **too large** (case B): in the second half, the step-to-step jitter (std of consecutive
+       differences / sqrt 2, which ignores a smooth trend) exceeds `noise`;
+    5. otherwise **fine**.
+
+    Raises `ValueError` for a finite history shorter than `min_length` (a NaN is conclusive at
+    any length). The rules are heuristics for cross-entropy-like losses that should fall well
+    below their starting value; a constant loss counts as case A although dead units (a rate so
+    large that it killed the network) look the same, so read the curve as well.
+    """
+    losses = _losses(history)
+    if len(losses) == 0:
+        raise ValueError("diagnose needs at least one loss, got an empty history")
+    bad = ~np.isfinite(losses)
+    if bad.any():
+        return Diagnosis("diverged", "C", f"the loss became {losses[bad][0]} at step {int(np.argmax(bad))}")
+    if len(losses) < min_length:
+        raise ValueError(f"diagnose needs at least {min_length} losses to judge a trend, got {len(losses)}")
+    size = max(1, len(losses) // 10)
+    chunks = np.array([np.median(losses[i:i + size]) for i in range(0, len(losses) - size + 1, size)])
+    start, end, best = chunks[0], chunks[-1], chunks.min()
+    scale = abs(start) if start != 0 else 1.0
+    if end > explode * start:
+        return Diagnosis("diverged", "C", f"the loss exploded from {start:.3g} to {end:.3g}")
+    first = losses[:size].max()  # the largest loss of the first piece: where training began
+    if len(losses) > size and losses[size:].max() > explode * first:
+        peak = losses[size:].max()
+        return Diagnosis("too large", "B", f"the loss spiked to {peak:.3g} ({peak / first:.1f} times its "
+                         f"early level) at step {size + int(np.argmax(losses[size:]))}")
+    if end - best > rise * scale:
+        return Diagnosis("too large", "B", f"the loss climbed back from {best:.3g} to {end:.3g}")
+    drop = (start - end) / scale
+    if drop < min_drop:
+        spread = np.var(chunks)
+        fit = 1 - np.var(chunks - np.polyval(np.polyfit(np.arange(len(chunks)), chunks, 1),
+                                             np.arange(len(chunks)))) / spread if spread > 0 else 1.0
+        if drop <= 0 and spread > 0 or fit < steady:
+            return Diagnosis("too large", "B", f"the loss wanders without progress (fell by {max(drop, 0):.0%} "
+                             f"of its start; a trend line explains {max(fit, 0):.0%} of its ups and downs)")
+        return Diagnosis("too small", "A", f"the loss fell by only {max(drop, 0):.0%} of its starting value "
+                         f"({start:.3g} to {end:.3g}; expected at least {min_drop:.0%})")
+    late = losses[len(losses) // 2:]
+    jitter = np.std(np.diff(late)) / np.sqrt(2) / scale if len(late) > 2 else 0.0
+    if jitter > noise:
+        return Diagnosis("too large", "B", f"the loss jumps by {jitter:.0%} of its starting value from step "
+                         f"to step late in training (threshold {noise:.0%})")
+    return Diagnosis("fine", "", f"the loss fell by {drop:.0%} of its starting value and settled "
+                     f"(late jitter {jitter:.0%})")
+
+
+# -- sanity checks before tuning (written in traindeep/sanity.py, offered here with the other probes) --
+from .sanity import (  # noqa: E402, F401 (re-exported: the sanity checks are probes too)
+    CheckResult,
+    gradient_flow,
+    initial_loss,
+    label_in_features,
+    overfit_one_batch,
+    report,
+    run_all,
+    split_leak,
+)
