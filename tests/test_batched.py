@@ -1,5 +1,6 @@
 """Batched training must be `train.fit`, K times over, only faster."""
 
+import math
 
 import pytest
 import torch
@@ -30,6 +31,7 @@ RUNS = [{"lr": 0.05, "seed": 0}, {"lr": 0.2, "momentum": 0.9, "seed": 1},
 @pytest.mark.parametrize("optimizer,runs", [
     ("sgd", RUNS),
     ("nesterov", [{"lr": 0.05, "seed": 3}, {"lr": 0.02, "momentum": 0.8, "weight_decay": 1e-2, "seed": 4}]),
+    ("rmsprop", [{"lr": 1e-3, "seed": 9}, {"lr": 3e-4, "momentum": 0.5, "weight_decay": 1e-2, "seed": 10}]),
     ("adam", [{"lr": 1e-3, "seed": 5}, {"lr": 3e-3, "weight_decay": 1e-2, "seed": 6}]),
     ("adamw", [{"lr": 1e-3, "weight_decay": 0.1, "seed": 7}, {"lr": 1e-2, "seed": 8, "scale": 0.5}]),
 ])
@@ -59,10 +61,48 @@ def test_a_diverging_run_stops_alone():
     assert acc[0] > 0.8 and acc[2] > 0.8 and acc.shape == (3,)
 
 
+def warmup_cosine(total, warmup):
+    return lambda t: (t + 1) / warmup if t < warmup else 0.5 * (1 + math.cos(math.pi * (t - warmup) / (total - warmup)))
+
+
+@pytest.mark.parametrize("optimizer,options,make", [
+    ("sgd", {}, lambda ps, lr: torch.optim.SGD(ps, lr=lr, momentum=0.9)),
+    ("rmsprop", {"alpha": 0.9}, lambda ps, lr: torch.optim.RMSprop(ps, lr=lr, alpha=0.9)),
+    ("adam", {"betas": (0.8, 0.99)}, lambda ps, lr: torch.optim.Adam(ps, lr=lr, betas=(0.8, 0.99))),
+    ("adamw", {"betas": (0.5, 0.999)}, lambda ps, lr: torch.optim.AdamW(ps, lr=lr, betas=(0.5, 0.999),
+                                                                       weight_decay=0.1)),
+])
+def test_a_schedule_and_betas_follow_torchs_lambda_lr(optimizer, options, make):
+    splits = as_double(DIGITS)
+    epochs, batch_size = 2, 200
+    total = epochs * math.ceil(len(splits.X_train) / batch_size)
+    schedule = warmup_cosine(total, warmup=3)
+    run = {"lr": 3e-3 if optimizer != "sgd" else 0.1, "seed": 2}
+    if optimizer == "sgd":
+        run["momentum"] = 0.9
+    if optimizer == "adamw":
+        run["weight_decay"] = 0.1
+    histories, stack = batched.fit_many([run], splits, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                                        record_steps=True, dtype=torch.float64, width=16, schedule=schedule,
+                                        **options)
+    seed_everything(2)
+    model = nets.mlp(splits.X_train.shape[1], 10, depth=2, width=16).double()
+    expected = train.fit(model, splits, epochs=epochs, optimizer=make(model.parameters(), run["lr"]),
+                         batch_size=batch_size, scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule),
+                         record_steps=True, progress=False, seed=2)
+    assert histories[0].step_loss == pytest.approx(expected.step_loss, rel=1e-9, abs=1e-12)
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    torch.testing.assert_close(stack.weights[-1][0].detach(), linears[-1].weight.detach(), rtol=1e-9, atol=1e-12)
+    # The schedule mattered: without it the same run ends elsewhere.
+    plain, _ = batched.fit_many([run], splits, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                                record_steps=True, dtype=torch.float64, width=16, **options)
+    assert abs(plain[0].step_loss[-1] - histories[0].step_loss[-1]) > 1e-6
+
+
 @pytest.mark.parametrize("runs,kwargs,message", [
     ([{"lr": 0.1, "width": 8}], {}, "unknown per-run setting(s) ['width']"),
     ([{"momentum": 0.9}], {}, "positive learning rate 'lr'"),
-    ([{"lr": 0.1}], {"optimizer": "rmsprop"}, "batched training supports sgd, nesterov, adam, adamw"),
+    ([{"lr": 0.1}], {"optimizer": "adagrad"}, "batched training supports sgd, nesterov, rmsprop, adam, adamw"),
     ([], {}, "at least one run"),
     ([{"lr": 0.1}], {"activation": "swish"}, "activation"),
 ])

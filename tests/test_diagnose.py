@@ -89,3 +89,16 @@ def test_a_spike_on_the_way_is_too_large():
 def test_a_flat_noisy_loss_wanders():
     result = probes.diagnose(too_large())
     assert "wanders without progress" in result.reason
+
+
+def test_a_blow_up_that_never_recovers_is_too_large():
+    # The first steps throw the loss to 1e4; it comes back down only to where it started (a network
+    # whose units the blow-up killed): the pieces' medians fall a lot, yet nothing was learnt.
+    dead = np.concatenate([[2.3], 1e4 * np.exp(-np.arange(1, 20) / 3) + 2.4, 2.35 + 0.05 * np.abs(NOISE[:180])])
+    result = probes.diagnose(dead)
+    assert result.verdict == "too large" and result.case == "B", result
+    assert "never recovered" in result.reason and "step 1" in result.reason
+    # The same blow-up followed by real learning is not flagged by this rule.
+    recovered = dead.copy()
+    recovered[20:] = 2.3 * np.exp(-STEPS[:180] / 30) + 0.05
+    assert "never recovered" not in probes.diagnose(recovered).reason

@@ -87,3 +87,112 @@ def test_the_signal_explorer_offers_its_static_face():
     explorer.STATIC_GRID = dict(depth=(5, 10), activation=("tanh",), init=("xavier_normal",), scale=(1.0,))
     page = explorer._repr_mimebundle_()["text/html"]
     assert page.count('"0|0|0|0"') == 1 and '"1|0|0|0"' in page and '"value":10' in page
+
+
+# -- the learning-rate explorer ----------------------------------------------------------------------
+
+import math  # noqa: E402
+
+from traindeep import data  # noqa: E402
+from traindeep.widgets import lr as lr_module  # noqa: E402
+
+SMALL_GRID = dict(rates=(3e-3, 0.1, 3.0), betas=(0.9,), schedules=("constant", "warmup + cosine"),
+                  optimizers=("sgd", "momentum", "adam"))
+
+
+@pytest.fixture(scope="module")
+def small_lr_grid():
+    return lr_module.network_runs(**SMALL_GRID)
+
+
+@pytest.mark.parametrize("optimizer", lr_module.OPTIMIZERS)
+@pytest.mark.parametrize("schedule", lr_module.SCHEDULES)
+def test_the_valley_path_is_torch_optim_step_by_step(optimizer, schedule):
+    import torch
+
+    lr, beta, steps = 0.05, 0.8, lr_module.PATH_STEPS
+    ours = lr_module.trajectory(optimizer, lr, beta, schedule)
+    p = torch.tensor(lr_module.START, dtype=torch.float64, requires_grad=True)
+    make = {"sgd": lambda: torch.optim.SGD([p], lr=lr),
+            "momentum": lambda: torch.optim.SGD([p], lr=lr, momentum=beta),
+            "nesterov": lambda: torch.optim.SGD([p], lr=lr, momentum=beta, nesterov=True),
+            "rmsprop": lambda: torch.optim.RMSprop([p], lr=lr, alpha=beta),
+            "adam": lambda: torch.optim.Adam([p], lr=lr, betas=(beta, 0.999))}[optimizer]
+    opt = make()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: lr_module.schedule_factor(schedule, t, steps))
+    theirs = [p.detach().clone()]
+    curvature = torch.tensor(lr_module.CURVATURE)
+    for _ in range(steps):
+        opt.zero_grad()
+        (0.5 * (curvature * p ** 2).sum()).backward()
+        opt.step()
+        scheduler.step()
+        theirs.append(p.detach().clone())
+    assert ours.shape == (steps + 1, 2)
+    torch.testing.assert_close(torch.tensor(ours), torch.stack(theirs), rtol=1e-9, atol=1e-12)
+    assert abs(ours[-1]).max() < abs(lr_module.START).max()  # it went somewhere: towards the minimum
+
+
+def test_a_diverging_path_is_cut_where_it_escapes():
+    path = lr_module.trajectory("sgd", 3.0)  # 3 x curvature 4 = 12 > 2: every step overshoots further
+    assert 2 < len(path) <= lr_module.PATH_STEPS and abs(path).max() < lr_module.ESCAPED
+
+
+def test_warmup_cosine_rises_then_falls_per_step():
+    total = 100
+    rates = [lr_module.schedule_factor("warmup + cosine", t, total) for t in range(total)]
+    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0) and rates[10] == pytest.approx(1.0)
+    assert all(a < b for a, b in zip(rates[:10], rates[1:10])) and all(a > b for a, b in zip(rates[10:], rates[11:]))
+    assert rates[-1] < 0.001
+    with pytest.raises(ValueError, match="unknown schedule 'step'; expected one of constant, cosine"):
+        lr_module.schedule_factor("step", 0, total)
+
+
+def test_the_grid_holds_real_networks_and_their_diagnoses(small_lr_grid):
+    from traindeep import probes
+
+    assert len(small_lr_grid) == 3 * 3 * 1 * 2
+    for run in small_lr_grid.values():
+        assert run.diagnosis == probes.diagnose(run.step_loss).verdict
+    good = small_lr_grid[("sgd", 0.1, 0.9, "constant")]
+    steps = lr_module.EPOCHS * math.ceil(len(data.digits().X_train) / lr_module.BATCH_SIZE)
+    assert good.diagnosis == "fine" and good.val_acc[-1] > 0.85 and len(good.step_loss) == steps
+    assert small_lr_grid[("sgd", 3e-3, 0.9, "constant")].diagnosis == "too small"
+    assert small_lr_grid[("adam", 3.0, 0.9, "constant")].diagnosis in ("too large", "diverged")
+    assert small_lr_grid[("adam", 3e-3, 0.9, "constant")].val_acc[-1] > 0.85  # Adam's good range is lower
+
+
+def test_the_lr_explorer_redraws_in_place_and_checks_its_controls(small_lr_grid):
+    explorer = widgets.lr_explorer(optimizer="sgd", lr=0.1, beta=0.9, schedule="constant", grid=small_lr_grid)
+    figure, lines, before = explorer.fig, list(explorer.axes[1].lines), explorer.png()
+    run = explorer.update(optimizer="adam", lr=3e-3)
+    assert explorer.fig is figure and list(explorer.axes[1].lines) == lines
+    assert run is small_lr_grid[("adam", 3e-3, 0.9, "constant")]
+    assert list(explorer.loss_line.get_ydata()) == pytest.approx(run.step_loss)
+    assert explorer.png() != before and explorer.png()[:4] == b"\x89PNG"
+    assert "adam, lr 0.003" in explorer.title.get_text() and run.diagnosis in explorer.title.get_text()
+    with pytest.raises(ValueError, match=r"lr=0\.05 is not on the explorer's grid; choose one of \[0\.003, 0\.1, 3"):
+        explorer.update(lr=0.05)
+    with pytest.raises(TypeError, match="unknown explorer parameter"):
+        explorer.update(depth=3)
+    times = []
+    for key in small_lr_grid:
+        start = time.perf_counter()
+        explorer.update(**dict(zip(("optimizer", "lr", "beta", "schedule"), key)))
+        explorer.png()
+        times.append(time.perf_counter() - start)
+    assert min(times) < 1.0  # a guard only; `make bench` holds the 100 ms budget on the median
+
+
+def test_the_lr_explorer_offers_live_controls_and_a_static_face(small_lr_grid):
+    explorer = widgets.lr_explorer(optimizer="momentum", lr=0.1, beta=0.9, schedule="constant", grid=small_lr_grid)
+    bundle = explorer._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle and bundle["image/png"]
+    page = bundle["text/html"]
+    assert len(page.encode()) < 1_000_000 and "replays networks trained when the book was built" in page
+    assert page.count('"kind":"xy"') == 1 and '"background":[[' in page
+    assert len(re.findall(r'"\d\|\d\|\d\|\d":', page)) == len(small_lr_grid)  # every setting, once
+    assert "diagnosis of the loss curve: fine" in page and '"value":"momentum"' in page
+    box = explorer.widget
+    box.children[0].children[1].value = 3e-3  # the learning-rate slider
+    assert explorer.params["lr"] == 3e-3

@@ -9,7 +9,8 @@ exactly what `train.fit` would show it:
 
 * the same initial weights as `nets.mlp` after `seed_everything(seed)`;
 * the same order of mini-batches (a generator seeded with `seed`, one permutation per epoch);
-* the same update as `torch.optim.SGD` (momentum, Nesterov, weight decay) or `Adam` / `AdamW`.
+* the same update as `torch.optim.SGD` (momentum, Nesterov, weight decay), `RMSprop`, `Adam` or
+  `AdamW`, and the same learning rate at every step as a `LambdaLR` given `schedule`.
 
 So its `History` matches `fit`'s to rounding (the tests check it in float64). A network whose
 loss turns NaN is marked diverged at the end of that epoch, as in `fit`, and its NaNs stay in its
@@ -30,7 +31,7 @@ from . import nets, seed_everything
 from .train import History, epoch_loss
 
 PER_RUN = ("lr", "momentum", "weight_decay", "seed", "scale")  # may differ between the stacked runs
-OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw")
+OPTIMIZERS = ("sgd", "nesterov", "rmsprop", "adam", "adamw")
 
 
 class Stack:
@@ -105,10 +106,12 @@ def _check(runs: list[dict], optimizer: str, data, batch_size: int, epochs: int)
 
 
 class _Optimizer:
-    """torch.optim's SGD / Adam / AdamW update rules, with one hyperparameter value per stacked run."""
+    """torch.optim's SGD / RMSprop / Adam / AdamW update rules, with one hyperparameter value per stacked
+    run. `factor` multiplies every run's learning rate (a schedule sets it before each step)."""
 
-    def __init__(self, name, params, runs, dtype, device, betas=(0.9, 0.999), eps=1e-8):
-        self.name, self.params, self.betas, self.eps, self.t = name, params, betas, eps, 0
+    def __init__(self, name, params, runs, dtype, device, betas=(0.9, 0.999), alpha=0.99, eps=1e-8):
+        self.name, self.params, self.betas, self.alpha, self.eps, self.t = name, params, betas, alpha, eps, 0
+        self.factor = 1.0
         shape = lambda p: (-1,) + (1,) * (p.dim() - 1)
         column = lambda key, default: _per_run(runs, key, default, dtype).to(device)
         self.lr = [column("lr", 0).view(shape(p)) for p in params]
@@ -117,49 +120,59 @@ class _Optimizer:
             runs = [{**run, "momentum": run.get("momentum") or 0.9} for run in runs]
         self.mu = [_per_run(runs, "momentum", 0.0, dtype).to(device).view(shape(p)) for p in params]
         self.state = [None] * len(params)
-        self.second = [torch.zeros_like(p) for p in params] if name.startswith("adam") else None
+        self.second = [torch.zeros_like(p) for p in params] if name in ("rmsprop", "adam", "adamw") else None
 
     @torch.no_grad()
     def step(self):
         self.t += 1
         for i, p in enumerate(self.params):
-            g = p.grad
+            g, lr = p.grad, self.lr[i] * self.factor
             if self.name in ("sgd", "nesterov"):
                 g = g + self.wd[i] * p
                 buf = g.clone() if self.state[i] is None else self.state[i].mul_(self.mu[i]).add_(g)
                 self.state[i] = buf
                 g = g + self.mu[i] * buf if self.name == "nesterov" else buf
-                p.sub_(self.lr[i] * g)
+                p.sub_(lr * g)
+                continue
+            if self.name == "rmsprop":  # with a zero momentum buffer, as torch keeps one when momentum > 0
+                g = g + self.wd[i] * p
+                self.second[i].mul_(self.alpha).addcmul_(g, g, value=1 - self.alpha)
+                buf = torch.zeros_like(p) if self.state[i] is None else self.state[i]
+                self.state[i] = buf.mul_(self.mu[i]).add_(g / (self.second[i].sqrt() + self.eps))
+                p.sub_(lr * self.state[i])
                 continue
             if self.name == "adamw":
-                p.mul_(1 - self.lr[i] * self.wd[i])
+                p.mul_(1 - lr * self.wd[i])
             else:
                 g = g + self.wd[i] * p
             beta1, beta2 = self.betas
             m = torch.zeros_like(p) if self.state[i] is None else self.state[i]
             self.state[i] = m.mul_(beta1).add_(g, alpha=1 - beta1)
             self.second[i].mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            step_size = self.lr[i] / (1 - beta1 ** self.t)
+            step_size = lr / (1 - beta1 ** self.t)
             denom = (self.second[i].sqrt() / math.sqrt(1 - beta2 ** self.t)).add_(self.eps)
             p.sub_(step_size * m / denom)
 
 
 def fit_many(runs: list[dict], data, *, depth: int = 2, width: int = 64, activation: str = "relu",
              init: str = "he_normal", std: float = 0.01, epochs: int = 10, batch_size: int = 64,
-             optimizer: str = "sgd", record_steps: bool = False, dtype=torch.float32, device=None):
+             optimizer: str = "sgd", record_steps: bool = False, dtype=torch.float32, device=None,
+             schedule=None, betas: tuple[float, float] = (0.9, 0.999), alpha: float = 0.99):
     """Train one MLP per entry of `runs` (each a dict of PER_RUN settings; `lr` is required).
 
     Returns `(histories, stack)`: a `train.History` per run, as `train.fit` would record it for
     `nets.mlp(..., scale=run["scale"])` trained with `lr`, `momentum`, `weight_decay` and
     `seed=run["seed"]`, and the trained `Stack` (its `evaluate(X, y)` scores every network).
-    `device` defaults to `traindeep.device()`.
+    `device` defaults to `traindeep.device()`. `schedule(step)` (steps counted from 0 over the
+    whole run) multiplies every run's rate at that step, as `LambdaLR(optimizer, schedule)` stepped
+    per batch would; `betas` are Adam's and AdamW's, `alpha` RMSprop's decay of its square average.
     """
     _check(runs, optimizer, data, batch_size, epochs)
     K = len(runs)
     where = torch.device(device) if device is not None else default_device()
     stack = build(runs, data.X_train.shape[1], int(data.y_train.max()) + 1, depth, width, activation, init, std,
                   dtype, where)
-    opt = _Optimizer(optimizer, stack.parameters, runs, dtype, where)
+    opt = _Optimizer(optimizer, stack.parameters, runs, dtype, where, betas=betas, alpha=alpha)
     X, y = data.X_train.to(where, dtype), data.y_train.to(where)
     n = len(X)
     generators = [torch.Generator().manual_seed(run.get("seed", 0)) for run in runs]
@@ -177,6 +190,8 @@ def fit_many(runs: list[dict], data, *, depth: int = 2, width: int = 64, activat
             for p in stack.parameters:
                 p.grad = None
             losses.sum().backward()  # each network's gradient is that of its own loss
+            if schedule is not None:
+                opt.factor = float(schedule(opt.t))
             opt.step()
             step_losses.append(losses.detach())
             correct += (logits.detach().argmax(-1) == y[idx]).sum(1)

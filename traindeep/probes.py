@@ -182,8 +182,10 @@ def diagnose(history, min_drop: float = 0.5, noise: float = 0.1, rise: float = 0
 
     1. **diverged** (case C): a loss is NaN or infinite, or the last piece sits above `explode`
        times the starting loss;
-    2. **too large** (case B): after the first piece, the loss spiked above `explode` times the
-       largest loss of that piece, or it climbed back by more than `rise` above its best piece;
+    2. **too large** (case B): the loss blew up to ten times its very first value or more and ended
+       no lower than `1 - min_drop` of that value (it never recovered: often a network whose units
+       the blow-up killed); or after the first piece it spiked above `explode` times the largest
+       loss of that piece; or it climbed back by more than `rise` above its best piece;
     3. when the loss fell by less than `min_drop` of its start: **too small** (case A) if it fell
        steadily (a straight line explains at least `steady` of the variance of the pieces'
        medians) or did not move at all, else **too large** (case B: it wanders without progress);
@@ -210,6 +212,10 @@ def diagnose(history, min_drop: float = 0.5, noise: float = 0.1, rise: float = 0
     scale = abs(start) if start != 0 else 1.0
     if end > explode * start:
         return Diagnosis("diverged", "C", f"the loss exploded from {start:.3g} to {end:.3g}")
+    initial, peak = losses[0], losses.max()
+    if initial > 0 and peak > 10 * initial and end > (1 - min_drop) * initial:
+        return Diagnosis("too large", "B", f"the loss blew up to {peak:.3g} at step {int(np.argmax(losses))} and "
+                         f"never recovered: it ends at {end:.3g}, against {initial:.3g} at the first step")
     first = losses[:size].max()  # the largest loss of the first piece: where training began
     if len(losses) > size and losses[size:].max() > explode * first:
         peak = losses[size:].max()

@@ -61,6 +61,27 @@ def explorer_latency(samples: int = 40, seed: int = 0) -> tuple[float, float]:
     return statistics.median(times), times[int(0.95 * (len(times) - 1))]
 
 
+def lr_explorer_latency(samples: int = 40, seed: int = 0, grid=None) -> tuple[float, float]:
+    """Median and 95th percentile (ms) of the learning-rate explorer's callback: look up, redraw, encode.
+
+    Its grid of networks (`widgets.lr.network_runs()`, trained once, a few seconds) is not timed:
+    the callback never trains."""
+    from ..widgets import LRExplorer
+
+    start_at = {} if grid is None else dict(zip(("optimizer", "lr", "beta", "schedule"), next(iter(grid))))
+    explorer = LRExplorer(grid=grid, **start_at)
+    rng = random.Random(seed)
+    times = []
+    for _ in range(samples):
+        params = {name: rng.choice(values) for name, values in explorer.options.items()}
+        start = time.perf_counter()
+        explorer.update(**params)
+        explorer.png()
+        times.append(1000 * (time.perf_counter() - start))
+    times.sort()
+    return statistics.median(times), times[int(0.95 * (len(times) - 1))]
+
+
 def bare_loop(model, X, y, epochs, lr, batch_size, seed, X_val=None, y_val=None):
     """The plainest mini-batch SGD loop on the same data: the baseline for `fit`.
 
@@ -240,10 +261,13 @@ def run_bench(out="_build/bench.md", notebooks: bool = True, grading: bool = Tru
                              f"{'yes' if seconds <= budget else 'NO'} |")
         lines.append("")
     median, p95 = explorer_latency()
+    lr_median, lr_p95 = lr_explorer_latency()
     fit_ms, bare_ms, ratio = fit_overhead()
     lines += ["| measure | value | target |", "|---|---:|---|",
               f"| signal explorer callback, median | {median:.0f} ms | ≤ 150 ms |",
               f"| signal explorer callback, 95th percentile | {p95:.0f} ms | |",
+              f"| learning-rate explorer callback, median | {lr_median:.0f} ms | ≤ 100 ms |",
+              f"| learning-rate explorer callback, 95th percentile | {lr_p95:.0f} ms | |",
               f"| `train.fit`, per step | {fit_ms:.3f} ms | |",
               f"| bare PyTorch loop (SGD + validation accuracy per epoch), per step | {bare_ms:.3f} ms | |",
               f"| `fit` / bare loop | {ratio:.3f} | ≤ 1.10 |"]

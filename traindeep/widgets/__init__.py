@@ -4,6 +4,7 @@ Live in Jupyter or Colab (ipywidgets controls, one figure redrawn in place); liv
 in the rendered book (a precomputed grid replayed by plain JavaScript, `static`); and a static
 small-multiples figure. ipywidgets is imported only when a live widget is built.
 """
+from .lr import LRExplorer, lr_explorer
 from .signal import (
                      EXPLORER_ACTIVATIONS,
                      EXPLORER_INITS,
@@ -15,5 +16,5 @@ from .signal import (
 )
 from .static import static_explorer
 
-__all__ = ["EXPLORER_ACTIVATIONS", "EXPLORER_INITS", "SignalExplorer", "signal_explorer", "signal_grid",
-           "signal_stats", "static_explorer", "widget_bundle"]
+__all__ = ["EXPLORER_ACTIVATIONS", "EXPLORER_INITS", "LRExplorer", "SignalExplorer", "lr_explorer",
+           "signal_explorer", "signal_grid", "signal_stats", "static_explorer", "widget_bundle"]

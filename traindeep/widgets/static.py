@@ -32,13 +32,22 @@ def static_explorer(controls: list[tuple[str, str, list, object]], panels: list[
     """The HTML of a precomputed explorer.
 
     `controls`: (name, label, values, initial value) for each control. `panels`: dicts with
-    `title`, `xlabel`, `ylabel`, `logy`, `colour`. `compute(**setting)` returns one sequence of
-    y-values per panel (x is 1, 2, ...). Every combination of the controls' values is computed.
+    `title`, `xlabel`, `ylabel`, `logy`, `colour` and optionally `ylim` ([low, high]), and `xmax`
+    with `dx` (the x-axis runs from 0 to `xmax` and point i sits at (i + 0.5) dx: a curve of
+    averages over windows of dx steps, which a diverged run leaves short). `compute(**setting)`
+    returns one entry per panel: a sequence of y-values (x is 1, 2, ...); for a panel of
+    `"kind": "xy"` (with `xlim`, `ylim` and optional `background` polylines, each a flat
+    [x0, y0, x1, y1, ...] list) a flat sequence of points x0, y0, x1, y1, ...; for `"kind": "text"`
+    a line of text. Every combination of the controls' values is computed.
     """
     grid = {}
     for indices in itertools.product(*(range(len(values)) for _, _, values, _ in controls)):
         setting = {name: values[i] for (name, _, values, _), i in zip(controls, indices)}
-        grid["|".join(map(str, indices))] = [_rounded(series) for series in compute(**setting)]
+        outputs = compute(**setting)
+        if len(outputs) != len(panels):
+            raise ValueError(f"compute returned {len(outputs)} outputs for {len(panels)} panels at {setting}")
+        grid["|".join(map(str, indices))] = [str(out) if panel.get("kind") == "text" else _rounded(out)
+                                             for panel, out in zip(panels, outputs)]
     spec = {"controls": [{"name": n, "label": label, "values": list(values), "value": value}
                          for n, label, values, value in controls],
             "panels": panels, "runs": grid}
@@ -48,6 +57,7 @@ def static_explorer(controls: list[tuple[str, str, list, object]], panels: list[
             f'<div class="td-controls" style="display: flex; gap: 12px; flex-wrap: wrap"></div>'
             f'<div class="td-title" style="margin: 4px 0; font-weight: bold"></div>'
             f'<div class="td-panels" style="display: flex; gap: 8px; flex-wrap: wrap"></div>'
+            f'<div class="td-note" style="margin: 2px 0"></div>'
             f'<p class="td-caption" style="font-size: 11px; color: #555">{html.escape(caption)}</p>'
             f'<script type="application/json">{data.replace("</", "<" + chr(92) + "/")}</script>'
             f'<script>{SCRIPT.read_text(encoding="utf-8")}\n'
