@@ -43,22 +43,26 @@ def time_notebook(path: Path, env: dict | None = None) -> float:
             os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
 
 
-def explorer_latency(samples: int = 40, seed: int = 0) -> tuple[float, float]:
-    """Median and 95th percentile (ms) of the signal explorer's callback: recompute, redraw, render."""
-    from ..widgets import EXPLORER_ACTIVATIONS, EXPLORER_INITS, SignalExplorer
-
-    explorer = SignalExplorer()
-    rng = random.Random(seed)
+def _callback_ms(explorer, settings) -> tuple[float, float]:
+    """Median and 95th percentile (ms) of `explorer.update(**setting)` plus `png()` over `settings`."""
     times = []
-    for _ in range(samples):
-        params = dict(depth=rng.randint(2, 50), activation=rng.choice(EXPLORER_ACTIVATIONS),
-                      init=rng.choice(EXPLORER_INITS), scale=10 ** rng.uniform(-1, 1))
+    for params in settings:
         start = time.perf_counter()
         explorer.update(**params)
         explorer.png()
         times.append(1000 * (time.perf_counter() - start))
     times.sort()
     return statistics.median(times), times[int(0.95 * (len(times) - 1))]
+
+
+def explorer_latency(samples: int = 40, seed: int = 0) -> tuple[float, float]:
+    """Median and 95th percentile (ms) of the signal explorer's callback: recompute, redraw, render."""
+    from ..widgets import EXPLORER_ACTIVATIONS, EXPLORER_INITS, SignalExplorer
+
+    rng = random.Random(seed)
+    return _callback_ms(SignalExplorer(), [
+        dict(depth=rng.randint(2, 50), activation=rng.choice(EXPLORER_ACTIVATIONS), init=rng.choice(EXPLORER_INITS),
+             scale=10 ** rng.uniform(-1, 1)) for _ in range(samples)])
 
 
 def lr_explorer_latency(samples: int = 40, seed: int = 0, grid=None) -> tuple[float, float]:
@@ -71,15 +75,8 @@ def lr_explorer_latency(samples: int = 40, seed: int = 0, grid=None) -> tuple[fl
     start_at = {} if grid is None else dict(zip(("optimizer", "lr", "beta", "schedule"), next(iter(grid))))
     explorer = LRExplorer(grid=grid, **start_at)
     rng = random.Random(seed)
-    times = []
-    for _ in range(samples):
-        params = {name: rng.choice(values) for name, values in explorer.options.items()}
-        start = time.perf_counter()
-        explorer.update(**params)
-        explorer.png()
-        times.append(1000 * (time.perf_counter() - start))
-    times.sort()
-    return statistics.median(times), times[int(0.95 * (len(times) - 1))]
+    return _callback_ms(explorer, [{name: rng.choice(values) for name, values in explorer.options.items()}
+                                   for _ in range(samples)])
 
 
 def bare_loop(model, X, y, epochs, lr, batch_size, seed, X_val=None, y_val=None):

@@ -4,6 +4,7 @@ Live in Jupyter or Colab (ipywidgets controls, one figure redrawn in place); liv
 in the rendered book (a precomputed grid replayed by plain JavaScript, `static`); and a static
 small-multiples figure. ipywidgets is imported only when a live widget is built.
 """
+from .bundle import explorer_bundle, widget_bundle
 from .lr import LRExplorer, lr_explorer
 from .signal import (
                      EXPLORER_ACTIVATIONS,
@@ -12,9 +13,8 @@ from .signal import (
                      signal_explorer,
                      signal_grid,
                      signal_stats,
-                     widget_bundle,
 )
 from .static import static_explorer
 
-__all__ = ["EXPLORER_ACTIVATIONS", "EXPLORER_INITS", "LRExplorer", "SignalExplorer", "lr_explorer",
+__all__ = ["EXPLORER_ACTIVATIONS", "EXPLORER_INITS", "LRExplorer", "SignalExplorer", "explorer_bundle", "lr_explorer",
            "signal_explorer", "signal_grid", "signal_stats", "static_explorer", "widget_bundle"]

@@ -12,7 +12,6 @@ the rendered book replay the same runs.
 
 from __future__ import annotations
 
-import base64
 import functools
 import io
 import math
@@ -27,7 +26,7 @@ from PIL import Image
 from .. import batched
 from .. import data as datasets
 from ..probes import diagnose
-from .signal import widget_bundle
+from .bundle import explorer_bundle
 from .static import static_explorer
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
@@ -286,13 +285,7 @@ class LRExplorer:
                                        "menus. Open the notebook in Colab to run it live.")
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = {"image/png": base64.b64encode(self.png()).decode("ascii"), "text/html": self.static_html()}
-        try:
-            bundle.update(widget_bundle(self.widget, include, exclude))
-        except Exception:  # no ipywidgets, or one we cannot display: the snapshot alone
-            pass
-        bundle["text/plain"] = f"LRExplorer({self.params})"
-        return bundle
+        return explorer_bundle(self, f"LRExplorer({self.params})", include, exclude)
 
 
 def lr_explorer(**params) -> LRExplorer:

@@ -6,7 +6,6 @@ importable (and the static figures usable) without a front end.
 
 from __future__ import annotations
 
-import base64
 import io
 
 import matplotlib.pyplot as plt
@@ -17,6 +16,7 @@ from matplotlib.ticker import LogLocator, NullFormatter
 from ..nets import INIT_SCHEMES, mlp
 from ..plots import positive
 from ..probes import layer_stats
+from .bundle import explorer_bundle
 from .static import static_explorer
 
 EXPLORER_INITS = tuple(s for s in INIT_SCHEMES if s not in ("default", "zeros"))
@@ -157,24 +157,7 @@ class SignalExplorer:
                                        "notebook in Colab for every value.")
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        bundle = {"text/plain": f"SignalExplorer({self.params})",
-                  "image/png": base64.b64encode(self.png()).decode("ascii"),
-                  "text/html": self.static_html()}
-        try:
-            bundle.update(widget_bundle(self.widget, include, exclude))
-        except Exception:  # no ipywidgets, or one we cannot display: the snapshot alone
-            pass
-        bundle["text/plain"] = f"SignalExplorer({self.params})"
-        return bundle
-
-
-def widget_bundle(widget, include=None, exclude=None) -> dict:
-    """The widget's MIME bundle in ipywidgets 8 (`_repr_mimebundle_`) and 7 (which Colab ships and
-    which displays widgets through `_ipython_display_` only: its view bundle is built here)."""
-    if hasattr(widget, "_repr_mimebundle_"):
-        return widget._repr_mimebundle_(include=include, exclude=exclude) or {}
-    return {"application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0,
-                                                        "model_id": widget.model_id}}
+        return explorer_bundle(self, f"SignalExplorer({self.params})", include, exclude)
 
 
 def signal_explorer(**params) -> SignalExplorer:
