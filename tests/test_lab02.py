@@ -4,11 +4,10 @@ Each submission is the solution with one answer cell edited; it must lose exactl
 probes that the mistake breaks, and keep every other question's.
 """
 
-import shutil
 from pathlib import Path
 
 import pytest
-from labtools import graded_rows, write_variant
+from labtools import assert_loses_exactly, assert_unfilled_earns_zero, graded_rows, submissions_folder, write_variant
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB02 = ROOT / "solutions" / "lab02_activations_and_batchnorm.ipynb"
@@ -18,11 +17,7 @@ AUTOMATIC = ("q1", "q2", "q3", "q4", "q5", "q6")
 
 @pytest.fixture(scope="module")
 def lab02_grades(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lab02")
-    subs = root / "submissions"
-    subs.mkdir()
-    shutil.copy(LAB02, subs / "solution_itself.ipynb")
-    shutil.copy(ROOT / "labs" / LAB02.name, subs / "unfilled.ipynb")
+    subs = submissions_folder(tmp_path_factory, LAB02)
     # The classic mistakes, one per submission.
     write_variant(LAB02, subs, "biased_running_var", "q4",
              ("((x - batch_mean) ** 2).sum(dim=0) / (n - 1)", "((x - batch_mean) ** 2).sum(dim=0) / n"))
@@ -48,7 +43,7 @@ def lab02_grades(tmp_path_factory):
               "    x = x.detach()\n"
               "    mean = x.mean(dim=0)\n"),
              ("return dx, dgamma, dbeta", "return auto_dx, dgamma, dbeta"))
-    return graded_rows(LAB02, subs, root / "out", seed=4), root / "out"
+    return graded_rows(LAB02, subs, seed=4)
 
 
 def test_the_solution_earns_full_marks(lab02_grades):
@@ -59,8 +54,7 @@ def test_the_solution_earns_full_marks(lab02_grades):
 
 
 def test_the_unfilled_lab_earns_zero_with_answers_missing(lab02_grades):
-    rows, _ = lab02_grades
-    assert rows["unfilled"]["total"] == "0" and rows["unfilled"]["status"].startswith("answers missing")
+    assert_unfilled_earns_zero(lab02_grades)
 
 
 @pytest.mark.parametrize("student,question,kept", [
@@ -72,11 +66,7 @@ def test_the_unfilled_lab_earns_zero_with_answers_missing(lab02_grades):
     ("backward_by_autograd", "q5", "0"),
 ])
 def test_a_mistake_loses_exactly_its_points(lab02_grades, student, question, kept):
-    rows, out = lab02_grades
-    row = rows[student]
-    assert row[question] == kept, (row, (out / "feedback" / f"{student}.md").read_text())
-    others = {q: row[q] for q in AUTOMATIC if q != question}
-    assert others == {q: rows["solution_itself"][q] for q in others}, "the other questions keep their points"
+    assert_loses_exactly(lab02_grades, student, question, kept, AUTOMATIC)
 
 
 @pytest.mark.parametrize("student,words", [

@@ -4,11 +4,10 @@ Each submission is the solution with one answer cell edited; it must lose the po
 that the mistake breaks, and keep every other question's.
 """
 
-import shutil
 from pathlib import Path
 
 import pytest
-from labtools import graded_rows, write_variant
+from labtools import assert_loses_exactly, assert_unfilled_earns_zero, graded_rows, submissions_folder, write_variant
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB03 = ROOT / "solutions" / "lab03_transfer_and_clipping.ipynb"
@@ -18,11 +17,7 @@ AUTOMATIC = ("q1", "q2", "q3", "q4")
 
 @pytest.fixture(scope="module")
 def lab03_grades(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lab03")
-    subs = root / "submissions"
-    subs.mkdir()
-    shutil.copy(LAB03, subs / "solution_itself.ipynb")
-    shutil.copy(ROOT / "labs" / LAB03.name, subs / "unfilled.ipynb")
+    subs = submissions_folder(tmp_path_factory, LAB03)
     # Returns the norm after clipping instead of before: the gradients are right, the logged norm is not.
     write_variant(LAB03, subs, "returns_clipped_norm", "q1",
                   ("    return total\n", "    return min(total, max_norm)\n"))
@@ -44,7 +39,7 @@ def lab03_grades(tmp_path_factory):
               "        p.grad = g\n"
               "    return torch.nn.utils.clip_grad_norm_(params, max_norm, norm_type).item()\n"
               "    if norm_type == math.inf:\n"))
-    return graded_rows(LAB03, subs, root / "out", seed=5), root / "out"
+    return graded_rows(LAB03, subs, seed=5)
 
 
 def test_the_solution_earns_full_marks(lab03_grades):
@@ -55,8 +50,7 @@ def test_the_solution_earns_full_marks(lab03_grades):
 
 
 def test_the_unfilled_lab_earns_zero_with_answers_missing(lab03_grades):
-    rows, _ = lab03_grades
-    assert rows["unfilled"]["total"] == "0" and rows["unfilled"]["status"].startswith("answers missing")
+    assert_unfilled_earns_zero(lab03_grades)
 
 
 @pytest.mark.parametrize("student,question,kept", [
@@ -68,11 +62,7 @@ def test_the_unfilled_lab_earns_zero_with_answers_missing(lab03_grades):
     ("delegates_to_torch", "q1", "0"),
 ])
 def test_a_mistake_loses_exactly_its_points(lab03_grades, student, question, kept):
-    rows, out = lab03_grades
-    row = rows[student]
-    assert row[question] == kept, (row, (out / "feedback" / f"{student}.md").read_text())
-    others = {q: row[q] for q in AUTOMATIC if q != question}
-    assert others == {q: rows["solution_itself"][q] for q in others}, "the other questions keep their points"
+    assert_loses_exactly(lab03_grades, student, question, kept, AUTOMATIC)
 
 
 def test_feedback_names_the_forbidden_module(lab03_grades):

@@ -4,11 +4,10 @@ Each submission is the solution with one answer cell edited; it must lose the po
 that the mistake breaks, and keep every other question's.
 """
 
-import shutil
 from pathlib import Path
 
 import pytest
-from labtools import graded_rows, write_variant
+from labtools import assert_loses_exactly, assert_unfilled_earns_zero, graded_rows, submissions_folder, write_variant
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB04 = ROOT / "solutions" / "lab04_optimizers_and_schedules.ipynb"
@@ -18,11 +17,7 @@ FULL = {"q1": "2", "q2": "2", "q3": "3", "q4": "3", "q5": "3", "q6": "2", "q7": 
 
 @pytest.fixture(scope="module")
 def lab04_grades(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lab04")
-    subs = root / "submissions"
-    subs.mkdir()
-    shutil.copy(LAB04, subs / "solution_itself.ipynb")
-    shutil.copy(ROOT / "labs" / LAB04.name, subs / "unfilled.ipynb")
+    subs = submissions_folder(tmp_path_factory, LAB04)
     # Adam without bias correction: every step is off, the first one by a factor of about 3.
     write_variant(LAB04, subs, "no_bias_correction", "q3",
                   ("m_hat = m / (1 - beta1 ** t)", "m_hat = m"), ("v_hat = v / (1 - beta2 ** t)", "v_hat = v"))
@@ -46,7 +41,7 @@ def lab04_grades(tmp_path_factory):
                    "    opt.step()\n"
                    "    return\n"
                    "    with torch.no_grad():\n"))
-    return graded_rows(LAB04, subs, root / "out", seed=7), root / "out"
+    return graded_rows(LAB04, subs, seed=7)
 
 
 def test_the_solution_earns_full_marks(lab04_grades):
@@ -57,8 +52,7 @@ def test_the_solution_earns_full_marks(lab04_grades):
 
 
 def test_the_unfilled_lab_earns_zero_with_answers_missing(lab04_grades):
-    rows, _ = lab04_grades
-    assert rows["unfilled"]["total"] == "0" and rows["unfilled"]["status"].startswith("answers missing")
+    assert_unfilled_earns_zero(lab04_grades)
 
 
 @pytest.mark.parametrize("student,question,kept", [
@@ -70,11 +64,7 @@ def test_the_unfilled_lab_earns_zero_with_answers_missing(lab04_grades):
     ("delegates_to_torch", "q2", "0"),
 ])
 def test_a_mistake_loses_exactly_its_points(lab04_grades, student, question, kept):
-    rows, out = lab04_grades
-    row = rows[student]
-    assert row[question] == kept, (row, (out / "feedback" / f"{student}.md").read_text())
-    others = {q: row[q] for q in AUTOMATIC if q != question}
-    assert others == {q: FULL[q] for q in others}, "the other questions keep their points"
+    assert_loses_exactly(lab04_grades, student, question, kept, AUTOMATIC)
 
 
 def test_feedback_names_the_forbidden_module(lab04_grades):

@@ -4,11 +4,10 @@ Each submission is the solution with one answer cell edited; it must lose the po
 that the mistake breaks, and keep every other question's.
 """
 
-import shutil
 from pathlib import Path
 
 import pytest
-from labtools import graded_rows, write_variant
+from labtools import assert_loses_exactly, assert_unfilled_earns_zero, graded_rows, submissions_folder, write_variant
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB05 = ROOT / "solutions" / "lab05_regularization.ipynb"
@@ -17,11 +16,7 @@ AUTOMATIC = ("q1", "q2", "q3", "q4", "q5")
 
 @pytest.fixture(scope="module")
 def lab05_grades(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lab05")
-    subs = root / "submissions"
-    subs.mkdir()
-    shutil.copy(LAB05, subs / "solution_itself.ipynb")
-    shutil.copy(ROOT / "labs" / LAB05.name, subs / "unfilled.ipynb")
+    subs = submissions_folder(tmp_path_factory, LAB05)
     # Plain dropout without the 1 / (1 - p) scaling: the mask is right, the values and the mean are not.
     write_variant(LAB05, subs, "no_inverted_scaling", "q1",
                   ("    return x * mask / (1 - p)\n", "    return x * mask\n"))
@@ -43,7 +38,7 @@ def lab05_grades(tmp_path_factory):
     write_variant(LAB05, subs, "delegates_to_torch", "q1",
                   ("    if not training or p == 0:\n",
                    "    return torch.nn.functional.dropout(x, p, training)\n    if not training or p == 0:\n"))
-    return graded_rows(LAB05, subs, root / "out", seed=5), root / "out"
+    return graded_rows(LAB05, subs, seed=5)
 
 
 def test_the_solution_earns_full_marks(lab05_grades):
@@ -54,8 +49,7 @@ def test_the_solution_earns_full_marks(lab05_grades):
 
 
 def test_the_unfilled_lab_earns_zero_with_answers_missing(lab05_grades):
-    rows, _ = lab05_grades
-    assert rows["unfilled"]["total"] == "0" and rows["unfilled"]["status"].startswith("answers missing")
+    assert_unfilled_earns_zero(lab05_grades)
 
 
 @pytest.mark.parametrize("student,question,kept", [
@@ -67,11 +61,7 @@ def test_the_unfilled_lab_earns_zero_with_answers_missing(lab05_grades):
     ("delegates_to_torch", "q1", "0"),
 ])
 def test_a_mistake_loses_exactly_its_points(lab05_grades, student, question, kept):
-    rows, out = lab05_grades
-    row = rows[student]
-    assert row[question] == kept, (row, (out / "feedback" / f"{student}.md").read_text())
-    others = {q: row[q] for q in AUTOMATIC if q != question}
-    assert others == {q: rows["solution_itself"][q] for q in others}, "the other questions keep their points"
+    assert_loses_exactly(lab05_grades, student, question, kept, AUTOMATIC)
 
 
 def test_feedback_names_the_forbidden_function(lab05_grades):

@@ -36,6 +36,18 @@ def test_fit_learns_digits(digits):
     assert history.best("val_acc") == max(history.val_acc)
 
 
+def test_a_float64_network_takes_the_float32_data_as_it_is(digits):
+    as64 = dataclasses.replace(digits, **{k: getattr(digits, k).double() for k in ("X_train", "X_val", "X_test")})
+    histories = []
+    for splits in (digits, as64):
+        seed_everything(1)
+        net = nets.mlp(64, 10, depth=2, width=32).double()
+        histories.append(train.fit(net, splits, epochs=2, lr=0.1, progress=False, seed=1, record_steps=True))
+    assert digits.X_train.dtype == torch.float32  # the data set itself is left alone
+    assert histories[0].step_loss == histories[1].step_loss and histories[0].val_acc == histories[1].val_acc
+    assert train.evaluate(net, digits.X_val, digits.y_val) == train.evaluate(net, as64.X_val, as64.y_val)
+
+
 def test_fit_stops_on_divergence(digits):
     seed_everything(0)
     net = nets.mlp(64, 10, depth=10, width=64, init="he_normal", scale=3.0)

@@ -153,11 +153,13 @@ def test_the_grid_holds_real_networks_and_their_diagnoses(small_lr_grid):
 
     assert len(small_lr_grid) == 3 * 3 * 1 * 2
     for run in small_lr_grid.values():
-        assert run.diagnosis == probes.diagnose(run.step_loss).verdict
+        found = probes.diagnose(run.step_loss)
+        assert (run.diagnosis, run.case) == (found.verdict, found.case)
     good = small_lr_grid[("sgd", 0.1, 0.9, "constant")]
     steps = lr_module.EPOCHS * math.ceil(len(data.digits().X_train) / lr_module.BATCH_SIZE)
     assert good.diagnosis == "fine" and good.val_acc[-1] > 0.85 and len(good.step_loss) == steps
-    assert small_lr_grid[("sgd", 3e-3, 0.9, "constant")].diagnosis == "too small"
+    slow = small_lr_grid[("sgd", 3e-3, 0.9, "constant")]
+    assert slow.diagnosis == "too small" and slow.verdict == "too small (case A)" and good.verdict == "fine"
     assert small_lr_grid[("adam", 3.0, 0.9, "constant")].diagnosis in ("too large", "diverged")
     assert small_lr_grid[("adam", 3e-3, 0.9, "constant")].val_acc[-1] > 0.85  # Adam's good range is lower
 
@@ -170,7 +172,7 @@ def test_the_lr_explorer_redraws_in_place_and_checks_its_controls(small_lr_grid)
     assert run is small_lr_grid[("adam", 3e-3, 0.9, "constant")]
     assert list(explorer.loss_line.get_ydata()) == pytest.approx(run.step_loss)
     assert explorer.png() != before and explorer.png()[:4] == b"\x89PNG"
-    assert "adam, lr 0.003" in explorer.title.get_text() and run.diagnosis in explorer.title.get_text()
+    assert "adam, lr 0.003" in explorer.title.get_text() and f"diagnosis: {run.verdict}" in explorer.title.get_text()
     with pytest.raises(ValueError, match=r"lr=0\.05 is not on the explorer's grid; choose one of \[0\.003, 0\.1, 3"):
         explorer.update(lr=0.05)
     with pytest.raises(TypeError, match="unknown explorer parameter"):
@@ -193,6 +195,7 @@ def test_the_lr_explorer_offers_live_controls_and_a_static_face(small_lr_grid):
     assert page.count('"kind":"xy"') == 1 and '"background":[[' in page
     assert len(re.findall(r'"\d\|\d\|\d\|\d":', page)) == len(small_lr_grid)  # every setting, once
     assert "diagnosis of the loss curve: fine" in page and '"value":"momentum"' in page
+    assert "diagnosis of the loss curve: too small (case A)" in page
     box = explorer.widget
     box.children[0].children[1].value = 3e-3  # the learning-rate slider
     assert explorer.params["lr"] == 3e-3

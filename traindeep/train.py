@@ -39,14 +39,22 @@ class History:
 
 
 @torch.no_grad()
+def _placement(model: nn.Module, X: torch.Tensor) -> dict:
+    """Where inputs go: the model's device, and its floating dtype for floating inputs (so a float64
+    network takes the float32 data sets as they are)."""
+    first = next(model.parameters())
+    return {"device": first.device, **({"dtype": first.dtype} if X.is_floating_point() else {})}
+
+
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int = 1024):
-    """Mean cross-entropy loss and accuracy of `model` on (X, y), in eval mode."""
+    """Mean cross-entropy loss and accuracy of `model` on (X, y), in eval mode; inputs follow the
+    model's device and floating dtype."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    where = _placement(model, X)
     total_loss, correct = 0.0, 0
     for start in range(0, len(X), batch_size):
-        xb, yb = X[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
+        xb, yb = X[start:start + batch_size].to(**where), y[start:start + batch_size].to(where["device"])
         logits = model(xb)
         total_loss += nn.functional.cross_entropy(logits, yb, reduction="sum").item()
         correct += (logits.argmax(dim=1) == yb).sum().item()
@@ -91,16 +99,17 @@ def fit(model: nn.Module, data, epochs: int = 10, lr: float = 0.1, optimizer="sg
     `optimizer` is a name (see `make_optimizer`) or a ready `torch.optim.Optimizer`.
     `scheduler` is called as `scheduler(optimizer)` to build an LR scheduler that
     steps once per batch. Training stops early, with `history.diverged = True`,
-    when the loss becomes NaN or infinite.
+    when the loss becomes NaN or infinite. Inputs follow the model's device and floating dtype.
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got {epochs} and {batch_size}")
-    device = next(model.parameters()).device
+    where = _placement(model, data.X_train)
+    device = where["device"]
     opt = optimizer if isinstance(optimizer, torch.optim.Optimizer) else make_optimizer(
         optimizer, model.parameters(), lr, momentum, weight_decay)
     sched = scheduler(opt) if scheduler is not None else None
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    X, y = data.X_train.to(device), data.y_train.to(device)
+    X, y = data.X_train.to(**where), data.y_train.to(device)
     history = History()
     for _ in tqdm(range(epochs), desc="epochs", disable=not progress, leave=False):
         model.train()

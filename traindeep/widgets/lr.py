@@ -108,10 +108,17 @@ def trajectory(optimizer: str, lr: float, beta: float = 0.9, schedule: str = "co
 
 @dataclass
 class Run:
-    """One precomputed network: per-step training losses, validation accuracy per epoch, the verdict."""
+    """One precomputed network: per-step training losses, validation accuracy per epoch, and
+    `probes.diagnose`'s verdict on the losses with the lecture's case letter ("" when fine)."""
     step_loss: list
     val_acc: list
     diagnosis: str
+    case: str = ""
+
+    @property
+    def verdict(self) -> str:
+        """The diagnosis as the panels show it, e.g. "too small (case A)"."""
+        return self.diagnosis + (f" (case {self.case})" if self.case else "")
 
 
 def _fit_group(optimizer, beta, schedule, rates, splits):
@@ -126,7 +133,8 @@ def _fit_group(optimizer, beta, schedule, rates, splits):
                                     betas=(beta, 0.999), alpha=beta, **NETWORK)
     out = []
     for h in histories:
-        out.append(Run(list(h.step_loss), list(h.val_acc), diagnose(h.step_loss).verdict))
+        found = diagnose(h.step_loss)
+        out.append(Run(list(h.step_loss), list(h.val_acc), found.verdict, found.case))
     return out
 
 
@@ -216,7 +224,7 @@ class LRExplorer:
         self.acc_line.set_data(np.arange(1, len(run.val_acc) + 1), run.val_acc)
         escaped = " (the path escaped the valley)" if len(path) <= PATH_STEPS else ""
         self.title.set_text(f"{p['optimizer']}, lr {p['lr']:g}, β {p['beta']:g}, {p['schedule']}: "
-                            f"diagnosis {run.diagnosis!r}{escaped}")
+                            f"diagnosis: {run.verdict}{escaped}")
         canvas = self.fig.canvas
         canvas.restore_region(self._frame)
         for artist in (self.path_line, self.loss_line, self.acc_line, self.title):
@@ -270,7 +278,7 @@ class LRExplorer:
             run = self.grid[(optimizer, lr, beta, schedule)]
             path = trajectory(optimizer, lr, beta, schedule)
             return [path.ravel(), _windows(run.step_loss, width), run.val_acc,
-                    f"diagnosis of the loss curve: {run.diagnosis}"]
+                    f"diagnosis of the loss curve: {run.verdict}"]
 
         panels = [{"kind": "xy", "title": "path on a valley (condition number 20)", "xlabel": "x", "ylabel": "y",
                    "xlim": [-5, 5], "ylim": [-3, 3], "background": background, "colour": "#1f77b4"},
