@@ -9,6 +9,21 @@ from __future__ import annotations
 import base64
 
 
+def live_widget(explorer, controls: dict):
+    """The live face: `controls` ({parameter: ipywidget}) laid out two per row above one output that
+    shows `explorer.update(**values)`'s figure (its `png()`) each time a control moves."""
+    import ipywidgets as w
+    from IPython.display import Image, display
+
+    def redraw(**params):
+        explorer.update(**params)
+        display(Image(explorer.png()))
+
+    output = w.interactive_output(redraw, controls)
+    values = list(controls.values())
+    return w.VBox([w.HBox(values[i:i + 2]) for i in range(0, len(values), 2)] + [output])
+
+
 def explorer_bundle(explorer, text: str, include=None, exclude=None) -> dict:
     """The MIME bundle of an explorer with `png()`, `static_html()` and a `widget` property."""
     bundle = {"image/png": base64.b64encode(explorer.png()).decode("ascii"), "text/html": explorer.static_html()}

@@ -26,7 +26,7 @@ from PIL import Image
 from .. import batched
 from .. import data as datasets
 from ..probes import diagnose
-from .bundle import explorer_bundle
+from .bundle import explorer_bundle, live_widget
 from .static import static_explorer
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam")
@@ -183,8 +183,8 @@ class LRExplorer:
         ax_path.plot([0], [0], marker="*", color="k", ms=8)
         ax_path.set(xlim=(-5, 5), ylim=(-3, 3), title="path on a valley (condition number 20)", xlabel="x",
                     ylabel="y")
-        steps = max(len(run.step_loss) for run in self.grid.values())
-        ax_loss.set(yscale="log", xlim=(0, steps + 1), ylim=LOSS_LIMITS, xlabel="step", ylabel="training loss",
+        self.steps = max(len(run.step_loss) for run in self.grid.values())  # the longest run, in steps
+        ax_loss.set(yscale="log", xlim=(0, self.steps + 1), ylim=LOSS_LIMITS, xlabel="step", ylabel="training loss",
                     title="network on the digits: loss")
         ax_acc.set(xlim=(0.5, EPOCHS + 0.5), ylim=(0, 1), xlabel="epoch", ylabel="validation accuracy",
                    title="validation accuracy")
@@ -242,26 +242,16 @@ class LRExplorer:
         """The ipywidgets front end (built on first use)."""
         if self._widget is None:
             import ipywidgets as w
-            from IPython.display import Image as PNG
-            from IPython.display import display
 
             p, o = self.params, self.options
-            controls = dict(
+            self._widget = live_widget(self, dict(
                 optimizer=w.Dropdown(options=o["optimizer"], value=p["optimizer"], description="optimizer"),
                 lr=w.SelectionSlider(options=[(f"{v:g}", v) for v in o["lr"]], value=p["lr"],
                                      description="learning rate"),
                 beta=w.SelectionSlider(options=[(f"{v:g}", v) for v in o["beta"]], value=p["beta"],
                                        description="momentum / β"),
                 schedule=w.Dropdown(options=o["schedule"], value=p["schedule"], description="schedule"),
-            )
-
-            def redraw(**params):
-                self.update(**params)
-                display(PNG(self.png()))
-
-            output = w.interactive_output(redraw, controls)
-            values = list(controls.values())
-            self._widget = w.VBox([w.HBox(values[:2]), w.HBox(values[2:]), output])
+            ))
         return self._widget
 
     def static_html(self) -> str:
@@ -271,8 +261,7 @@ class LRExplorer:
                     (("optimizer", "optimizer"), ("lr", "learning rate"), ("beta", "momentum / β"),
                      ("schedule", "schedule"))]
         background = [[round(float(v), 2) for v in np.column_stack([x, y]).ravel()] for x, y in level_curves()]
-        steps = max(len(run.step_loss) for run in self.grid.values())
-        width = math.ceil(steps / LOSS_POINTS)
+        width = math.ceil(self.steps / LOSS_POINTS)
 
         def compute(optimizer, lr, beta, schedule):
             run = self.grid[(optimizer, lr, beta, schedule)]
@@ -283,7 +272,7 @@ class LRExplorer:
         panels = [{"kind": "xy", "title": "path on a valley (condition number 20)", "xlabel": "x", "ylabel": "y",
                    "xlim": [-5, 5], "ylim": [-3, 3], "background": background, "colour": "#1f77b4"},
                   {"title": "network on the digits: loss", "xlabel": "step", "ylabel": "training loss",
-                   "logy": True, "colour": "#d62728", "xmax": steps, "dx": width},
+                   "logy": True, "colour": "#d62728", "xmax": self.steps, "dx": width},
                   {"title": "validation accuracy", "xlabel": "epoch", "ylabel": "accuracy", "ylim": [0, 1],
                    "colour": "#2ca02c"},
                   {"kind": "text"}]

@@ -16,7 +16,7 @@ from matplotlib.ticker import LogLocator, NullFormatter
 from ..nets import INIT_SCHEMES, mlp
 from ..plots import positive
 from ..probes import layer_stats
-from .bundle import explorer_bundle
+from .bundle import explorer_bundle, live_widget
 from .static import static_explorer
 
 EXPLORER_INITS = tuple(s for s in INIT_SCHEMES if s not in ("default", "zeros"))
@@ -113,25 +113,16 @@ class SignalExplorer:
 
     def _build_widget(self):
         import ipywidgets as w
-        from IPython.display import Image, display
 
         p = self.params
-        controls = dict(
+        return live_widget(self, dict(
             depth=w.IntSlider(value=p["depth"], min=2, max=50, description="depth"),
             activation=w.Dropdown(options=EXPLORER_ACTIVATIONS, value=p["activation"],
                                   description="activation"),
             init=w.Dropdown(options=EXPLORER_INITS, value=p["init"], description="init"),
             scale=w.FloatLogSlider(value=p["scale"], base=10, min=-1, max=1, step=0.05,
                                    description="init scale"),
-        )
-
-        def redraw(**params):
-            self.update(**params)
-            display(Image(self.png()))
-
-        output = w.interactive_output(redraw, controls)
-        return w.VBox([w.HBox(list(controls.values())[:2]), w.HBox(list(controls.values())[2:]),
-                       output])
+        ))
 
     # The grid the rendered book replays: every combination is computed when the explorer is shown.
     STATIC_GRID = dict(depth=(10, 30, 50), activation=("sigmoid", "tanh", "relu", "selu", "gelu"),
