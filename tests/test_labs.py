@@ -78,6 +78,27 @@ def test_forbidden_uses_follow_the_helpers_imports(answer, context, found):
     assert forbidden_uses(answer, ["torch.nn.init", "traindeep.probes"], context) == found
 
 
+def test_source_checks_parse_one_thread_at_a_time(monkeypatch):
+    # Grading threads parse answers concurrently; CPython 3.11's ast.parse is not safe for that (a
+    # submission once became "grader error: SystemError: AST constructor recursion depth mismatch").
+    import ast
+
+    from traindeep.course import labformat
+
+    held, real_parse = [], ast.parse
+
+    def spy(*args, **kwargs):
+        lock = getattr(labformat, "_PARSE_LOCK", None)
+        held.append(lock is not None and lock.locked())
+        return real_parse(*args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ast, "parse", spy)
+        found = forbidden_uses("import torch\ntorch.nn.init.zeros_(w)", ["torch.nn.init"], ["import torch"])
+    assert found == ["torch.nn.init"]
+    assert held == [True, True]  # the helper cell and the answer, each parsed under the lock
+
+
 def _variant(name, cell_id, old, new, subs, *more):
     """The solution with one answer cell edited (`old` -> `new`, then each pair of `more`),
     written as the submission `name`."""

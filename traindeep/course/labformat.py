@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import threading
 from dataclasses import dataclass, field
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
@@ -214,6 +215,20 @@ def _short(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+# CPython 3.11's ast.parse keeps its recursion count in interpreter-wide state: two grading threads
+# parsing at once can fail with "SystemError: AST constructor recursion depth mismatch" (gh-106905),
+# which turned a submission into a grader error. One parse at a time.
+_PARSE_LOCK = threading.Lock()
+
+
+def parse_python(source: str):
+    """`ast.parse(source)`, one thread at a time."""
+    import ast
+
+    with _PARSE_LOCK:
+        return ast.parse(source)
+
+
 def forbidden_uses(source: str, forbid, context=()) -> list[str]:
     """The names in `forbid` (dotted, like `torch.nn.init`) that the code `source` uses.
 
@@ -228,7 +243,7 @@ def forbidden_uses(source: str, forbid, context=()) -> list[str]:
     import ast
 
     try:
-        tree = ast.parse(source)
+        tree = parse_python(source)
     except SyntaxError:
         return []
     aliases, used = {"nn": "torch.nn", "F": "torch.nn.functional"}, set()
@@ -245,7 +260,7 @@ def forbidden_uses(source: str, forbid, context=()) -> list[str]:
 
     for helper in context:
         try:
-            for node in ast.walk(ast.parse(helper)):
+            for node in ast.walk(parse_python(helper)):
                 imports(node, set())
         except SyntaxError:
             continue
