@@ -116,3 +116,28 @@ def test_setup_cell_does_nothing_outside_colab():
     exec(compile(source, "setup", "exec"), namespace)  # must not try to pip install here
     assert "source" not in namespace
     nbformat.validate(nbformat.v4.new_notebook(cells=notebooks.stamp_cells("book/x.ipynb", ("a", "b", "c"))))
+
+
+def test_source_lint_catches_control_characters_and_offset_blind_seeding(tmp_path):
+    from traindeep.course.lint import source_problems
+
+    (tmp_path / "book").mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("loss $\\lVert x \rVert$", id="m1"),
+                nbformat.v4.new_code_cell('label = "$\\frac12$ ok"\ntitle = "$\frac12$ eaten"', id="c1"),
+                nbformat.v4.new_code_cell("import torch\ntorch.manual_seed(0)\ng = torch.Generator().manual_seed(1)\n"
+                                          "ok = torch.manual_seed(traindeep.shifted(0))\n"
+                                          "print('torch.manual_seed(0) in a string is fine')", id="c2"),
+                nbformat.v4.new_code_cell("torch.manual_seed(0)", id="c3", metadata={"tags": ["answer"]})]
+    nbformat.write(nb, tmp_path / "book" / "01_x.ipynb")
+    problems = source_problems(tmp_path)
+    assert [p.split(":")[0] for p in problems] == ["book/01_x.ipynb cell m1", "book/01_x.ipynb cell c1",
+                                                  "book/01_x.ipynb cell c2", "book/01_x.ipynb cell c2"]
+    assert "torch.manual_seed(0) ignores the seed offset" in problems[2]
+    assert "torch.Generator().manual_seed(1) ignores the seed offset" in problems[3]
+
+
+def test_the_books_sources_pass_the_source_lint():
+    from traindeep.course.lint import source_problems
+
+    assert source_problems() == []

@@ -16,8 +16,18 @@ def main(argv=None) -> int:
     nbs.add_argument("action", choices=["stamp", "check", "colab"])
     nbs.add_argument("--out", default="_build/colab", help="where `colab` writes the copies")
 
-    labs = commands.add_parser("labs", help="generate labs/ from solutions/, or check they are in sync")
-    labs.add_argument("action", choices=["build", "check"])
+    labs = commands.add_parser("labs", help="generate labs/ from solutions/, check they are in sync, or vet "
+                                            "that every declared grade holds on every draw")
+    labs.add_argument("action", choices=["build", "check", "vet"])
+    labs.add_argument("lab", nargs="*", help="vet: the solutions/NAME.ipynb to vet")
+    labs.add_argument("--draws", type=int, default=50, help="vet: grader seeds per lab (default 50)")
+    labs.add_argument("--seed", type=int, default=0, help="vet: draw d uses grader seed SEED+d (default 0)")
+    labs.add_argument("--workers", type=int, default=1, help="vet: variants graded at once")
+    labs.add_argument("--out", help="vet: also write the tables to this markdown file")
+    labs.add_argument("--pack", action="store_true",
+                      help="vet: grade variants that touch different questions in one run (faster, for tests)")
+    labs.add_argument("--cell-timeout", type=float, help="vet: seconds per cell (default: the lab's own limit)")
+    labs.add_argument("--no-sandbox", action="store_true", help="vet: run without isolation (your own labs only)")
 
     grade = commands.add_parser("grade", help="batch-grade submitted notebooks")
     grade.add_argument("solution", help="the instructor's solutions/NAME.ipynb")
@@ -73,15 +83,34 @@ def _run(args) -> int:
         if args.action == "stamp":
             print(f"stamped {len(stale)} notebook(s)" + (": " + ", ".join(stale) if stale else ""))
             return 0
+        from .course.lint import source_problems
+
         problems = [f"{p}: stale badge or setup cell (run `python -m traindeep notebooks stamp`)"
-                    for p in stale] + badge_problems()
+                    for p in stale] + badge_problems() + source_problems()
         for problem in problems:
             print(problem, file=sys.stderr)
         print("notebook stamps are current" if not problems else f"{len(problems)} problem(s)")
         return 1 if problems else 0
+    if args.command == "labs" and args.action == "vet":
+        from .course.labformat import LabFormatError
+        from .course.vet import vet
+
+        if not args.lab or args.draws < 1:
+            print("error: labs vet needs at least one solutions/NAME.ipynb and --draws of 1 or more", file=sys.stderr)
+            return 2
+        try:
+            passed = vet(args.lab, args.draws, args.seed, args.workers, args.out, sandbox=not args.no_sandbox,
+                         pack=args.pack, cell_timeout=args.cell_timeout)
+        except (LabFormatError, RuntimeError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return 0 if passed else 1
     if args.command == "labs":
         from .course.labs import build_labs, stale_labs
 
+        if args.lab:
+            print(f"error: labs {args.action} takes no notebooks", file=sys.stderr)
+            return 2
         if args.action == "build":
             written = build_labs()
             print(f"wrote {len(written)} lab(s) to labs/")

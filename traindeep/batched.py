@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from . import device as default_device
+from . import generator as shifted_generator
 from . import nets, seed_everything
 from .train import History, epoch_loss
 
@@ -175,7 +176,7 @@ def fit_many(runs: list[dict], data, *, depth: int = 2, width: int = 64, activat
     opt = _Optimizer(optimizer, stack.parameters, runs, dtype, where, betas=betas, alpha=alpha)
     X, y = data.X_train.to(where, dtype), data.y_train.to(where)
     n = len(X)
-    generators = [torch.Generator().manual_seed(run.get("seed", 0)) for run in runs]
+    generators = [shifted_generator(run.get("seed", 0)) for run in runs]
     histories = [History() for _ in runs]
     live = torch.ones(K, dtype=torch.bool)
     for _ in range(epochs):

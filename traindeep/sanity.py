@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import seed_everything
+
 PASS, FAIL = "✓", "✗"
 
 
@@ -183,7 +185,7 @@ def label_in_features(splits, max_values: int | None = None, threshold: float = 
 
 def run_all(model: nn.Module, splits, seed: int = 0) -> list[CheckResult]:
     """Every check above, on `model` and the training data of `splits` (seeded, so it repeats)."""
-    torch.manual_seed(seed)
+    seed_everything(seed)
     X, y = splits.X_train, splits.y_train
     return [initial_loss(model, X, y, splits.num_classes), overfit_one_batch(model, X, y),
             gradient_flow(model, X, y), split_leak(splits), label_in_features(splits)]

@@ -90,6 +90,37 @@ def best_per(records: list[dict], by: str | list[str], tune: str = "lr", metric:
     return [row for _, row in best.values()]
 
 
+def edge_bests(records: list[dict], by: str | list[str], tune: str = "lr", metric: str = "val_acc") -> list[str]:
+    """The contenders whose best `tune` value is the smallest or largest value tried for them.
+
+    A best at a grid edge is not a best: the tuner might have gone further. Each
+    contender's grid is the set of `tune` values its own records hold.
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    edges = []
+    for row in best_per(records, by, tune, metric, metrics=(metric,)):
+        key = tuple(row[k] for k in by)
+        tried = sorted({r[tune] for r in records if tuple(r[k] for k in by) == key})
+        if len(tried) < 3:
+            edges.append(f"{_name(by, key)}: only {len(tried)} value(s) of {tune} tried ({tried}); "
+                         "a best needs a neighbour on each side")
+        elif row[tune] in (tried[0], tried[-1]):
+            side = "smallest" if row[tune] == tried[0] else "largest"
+            edges.append(f"{_name(by, key)}: best {tune} {row[tune]:g} is the {side} value tried ({tried})")
+    return edges
+
+
+def assert_interior(records: list[dict], by: str | list[str], tune: str = "lr", metric: str = "val_acc") -> None:
+    """Raise AssertionError naming every contender whose best `tune` value sits on its grid's edge."""
+    edges = edge_bests(records, by, tune, metric)
+    if edges:
+        raise AssertionError("best at a grid edge (extend the grid): " + "; ".join(edges))
+
+
+def _name(by: list[str], key: tuple) -> str:
+    return ", ".join(f"{k}={v}" for k, v in zip(by, key))
+
+
 def format_accuracy(mean: float, std: float | None = None) -> str:
     """`93.4 ± 0.5%`, or `diverged` for NaN."""
     if mean is None or not math.isfinite(mean):

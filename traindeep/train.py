@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import generator as shifted_generator
+
 
 @dataclass
 class History:
@@ -108,7 +110,7 @@ def fit(model: nn.Module, data, epochs: int = 10, lr: float = 0.1, optimizer="sg
     opt = optimizer if isinstance(optimizer, torch.optim.Optimizer) else make_optimizer(
         optimizer, model.parameters(), lr, momentum, weight_decay)
     sched = scheduler(opt) if scheduler is not None else None
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    generator = shifted_generator(seed) if seed is not None else None
     X, y = data.X_train.to(**where), data.y_train.to(device)
     history = History()
     for _ in tqdm(range(epochs), desc="epochs", disable=not progress, leave=False):

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from matplotlib.ticker import LogLocator, NullFormatter
 
+from .. import generator as shifted_generator
+from .. import seed_everything
 from ..nets import INIT_SCHEMES, mlp
 from ..plots import positive
 from ..probes import layer_stats
@@ -36,11 +38,11 @@ def _log_limits(values, min_decades=3):
 def signal_stats(depth=20, activation="tanh", init="xavier_normal", scale=1.0, width=128,
                  n_samples=256, seed=0):
     """Layer statistics of a freshly initialized deep MLP on standard-normal inputs."""
-    generator = torch.Generator().manual_seed(seed)
+    generator = shifted_generator(seed)
     X = torch.randn(n_samples, width, generator=generator)
     y = torch.randint(0, 10, (n_samples,), generator=generator)
     with torch.random.fork_rng():
-        torch.manual_seed(seed)
+        seed_everything(seed)
         net = mlp(width, 10, depth=depth, width=width, activation=activation, init=init,
                   std=0.05, scale=scale)
     return layer_stats(net, X, y)
