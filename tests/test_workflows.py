@@ -20,7 +20,7 @@ def actionlint(*files):
 
 
 def test_the_workflows_pass_actionlint():
-    assert [w.name for w in WORKFLOWS] == ["deploy.yml", "test.yml"]
+    assert [w.name for w in WORKFLOWS] == ["deploy.yml", "test.yml", "verify.yml"]
     done = actionlint(*WORKFLOWS)
     assert done.returncode == 0, done.stdout
 
@@ -40,3 +40,10 @@ def test_pull_requests_run_the_readme_test_command_and_main_deploys_the_book():
     assert "make test   #" in readme and "run: make test" in test and "pull_request" in test
     assert "run: make book" in deploy and "path: _build/html" in deploy
     assert "actions/upload-pages-artifact" in deploy and "actions/deploy-pages" in deploy
+
+
+def test_the_verify_workflow_runs_make_verify_weekly_and_keeps_its_tables():
+    verify = (ROOT / ".github" / "workflows" / "verify.yml").read_text()
+    assert "schedule:" in verify and "workflow_dispatch:" in verify
+    assert "run: make verify" in verify
+    assert "_build/verify.md" in verify and "_build/vet.md" in verify

@@ -13,7 +13,10 @@ def main(argv=None) -> int:
 
     nbs = commands.add_parser("notebooks", help="stamp notebooks with their Colab badge and setup cell, "
                                                 "or write the Colab copies the badges open")
-    nbs.add_argument("action", choices=["stamp", "check", "colab"])
+    nbs.add_argument("action", choices=["stamp", "check", "colab", "executed"],
+                     help="executed: fail naming every book notebook without a successful execution record")
+    nbs.add_argument("--touch", action="store_true",
+                     help="with `executed`: mark those notebooks changed so the next build executes them again")
     nbs.add_argument("--out", default="_build/colab", help="where `colab` writes the copies")
 
     labs = commands.add_parser("labs", help="generate labs/ from solutions/, check they are in sync, or vet "
@@ -35,12 +38,21 @@ def main(argv=None) -> int:
     grade.add_argument("--out", required=True, help="folder for grades.csv and feedback/")
     grade.add_argument("--workers", type=int, default=1)
     grade.add_argument("--timeout", type=float, default=600.0, help="seconds per submission")
-    grade.add_argument("--cell-timeout", type=float, default=120.0, help="seconds per cell")
+    grade.add_argument("--cell-timeout", type=float,
+                       help="seconds per cell (default: the lab's traindeep.cell_timeout, else 120)")
     grade.add_argument("--memory-gb", type=float, default=4.0, help="memory limit per submission")
     grade.add_argument("--seed", type=int, help="seed for the probes' inputs (default: random)")
     grade.add_argument("--max-mb", type=float, default=20.0, help="largest submission file read, in MB")
     grade.add_argument("--no-sandbox", action="store_true",
                        help="run student code WITHOUT isolation (unsafe: only for your own test notebooks)")
+
+    verify = commands.add_parser("verify", help="run notebooks under other seed offsets and thread counts; "
+                                                "list every failing claim (make verify)")
+    verify.add_argument("notebooks", nargs="*", help="notebooks (default: book/, lectures/, solutions/)")
+    verify.add_argument("--offsets", default="1,2", help="seed offsets, e.g. 1,2 (TRAINDEEP_SEED_OFFSET)")
+    verify.add_argument("--threads", default="1,2", help="thread counts, e.g. 1,2")
+    verify.add_argument("--cell-timeout", type=float, default=600.0, help="seconds per cell (a hang guard)")
+    verify.add_argument("--out", default="_build/verify.md")
 
     slides = commands.add_parser("slides", help="export lectures/ to offline reveal.js HTML")
     slides.add_argument("--out", default="_build/slides")
@@ -76,6 +88,18 @@ def _run(args) -> int:
             return 1
         print(f"wrote {len(written)} Colab copies to {args.out} (publish them on the branch {COLAB_BRANCH!r})")
         return 0
+    if args.command == "notebooks" and args.action == "executed":
+        from .course.executed import pending
+
+        missing = pending(touch=args.touch)
+        if args.touch:
+            if missing:
+                print(f"executing again (no successful record): {', '.join(missing)}")
+            return 0
+        for name in missing:
+            print(f"{name}: its execution failed or timed out (no successful record in the cache); "
+                  "see the build log above, fix it, and run `make book` again", file=sys.stderr)
+        return 1 if missing else 0
     if args.command == "notebooks":
         from .course.notebooks import badge_problems, stamp_all
 
@@ -133,6 +157,27 @@ def _run(args) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
         return 0 if result else 1
+    if args.command == "verify":
+        from pathlib import Path
+
+        from .course.verify import default_notebooks, parse_list, report, verify
+
+        try:
+            offsets, threads = parse_list(args.offsets, "--offsets"), parse_list(args.threads, "--threads")
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        notebooks = [Path(p) for p in args.notebooks] or default_notebooks()
+        missing = [str(p) for p in notebooks if not p.is_file()]
+        if missing:
+            print(f"error: no such notebook: {', '.join(missing)}", file=sys.stderr)
+            return 2
+        runs = verify(notebooks, offsets, threads, cell_timeout=args.cell_timeout)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(report(runs))
+        failing = sum(not r.ok for r in runs)
+        print(f"wrote {args.out}: {len(runs)} runs, {failing} with failing claims")
+        return 1 if failing else 0
     if args.command == "slides":
         from .course.slides import export_slides
 

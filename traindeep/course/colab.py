@@ -59,13 +59,13 @@ def labels(root=ROOT) -> dict[str, tuple[str, str]]:
     """{label: (repository path of its page, the title of the heading it marks)} for every `(label)=`."""
     found = {}
     for folder in COPIED_FOLDERS:
-        for path in sorted((Path(root) / folder).glob("*.ipynb")):
-            nb = nbformat.read(path, as_version=4)
-            for cell in nb.cells:
-                if cell.cell_type != "markdown":
-                    continue
-                for match in TARGET.finditer(cell.source):
-                    heading = HEADING.search(cell.source, match.end())
+        paths = sorted((Path(root) / folder).glob("*.ipynb")) + sorted((Path(root) / folder).glob("*.md"))
+        for path in paths:  # notebooks, and prose-only pages such as book/measuring.md
+            sources = ([c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
+                       if path.suffix == ".ipynb" else [path.read_text(encoding="utf-8")])
+            for source in sources:
+                for match in TARGET.finditer(source):
+                    heading = HEADING.search(source, match.end())
                     title = heading.group(1) if heading else match.group(1)
                     found[match.group(1)] = (path.relative_to(root).as_posix(), title)
     return found
