@@ -11,7 +11,8 @@ def _fixture(folder):
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells = [
-        nbformat.v4.new_code_cell("import os\nimport traindeep\ndraw = int(traindeep.rng(0).integers(1000))", id="draw"),
+        nbformat.v4.new_code_cell("import os\nimport traindeep\ndraw = int(traindeep.rng(0).integers(1000))",
+                                  id="draw"),
         # A claim fitted to one draw: true at offset 0 (850), false at offset 1 (334).
         nbformat.v4.new_code_cell('assert draw > 500, f"the draw was {draw}"', id="fitted-claim"),
         nbformat.v4.new_code_cell('assert os.environ["OMP_NUM_THREADS"] in ("1", "2")\nprint("still running")',
