@@ -45,6 +45,22 @@ def main(argv=None) -> int:
     grade.add_argument("--max-mb", type=float, default=20.0, help="largest submission file read, in MB")
     grade.add_argument("--no-sandbox", action="store_true",
                        help="run student code WITHOUT isolation (unsafe: only for your own test notebooks)")
+    grade.add_argument("--roster", help="an LMS roster export (CSV) to match submissions to students")
+    grade.add_argument("--lms", choices=["canvas", "moodle"], help="also write the LMS's grade import CSV "
+                                                                   "(needs --roster)")
+    grade.add_argument("--assignment", help="the assignment's column name in the LMS (default: the lab's name)")
+    grade.add_argument("--similarity", action="store_true",
+                       help="also write the similarity report of the answers to OUT/similarity/")
+
+    gs = commands.add_parser("gradescope", help="write a Gradescope autograder zip for one lab")
+    gs.add_argument("solution", help="the instructor's solutions/NAME.ipynb")
+    gs.add_argument("--out", default="autograder.zip")
+
+    sim = commands.add_parser("similarity", help="rank pairs of submissions by answer similarity (read, never run)")
+    sim.add_argument("solution", help="the instructor's solutions/NAME.ipynb")
+    sim.add_argument("submissions", nargs="+", help="notebook files or folders of them")
+    sim.add_argument("--out", required=True, help="folder for index.html and similarity.csv")
+    sim.add_argument("--threshold", type=float, default=0.6, help="flag pairs at or above this similarity (0-1)")
 
     verify = commands.add_parser("verify", help="run notebooks under other seed offsets and thread counts; "
                                                 "list every failing claim (make verify)")
@@ -74,7 +90,7 @@ def main(argv=None) -> int:
         raise
 
 
-COURSE_MODULES = {"nbformat", "nbclient", "ipykernel", "psutil", "yaml", "jupyter_client"}
+COURSE_MODULES = {"nbformat", "nbclient", "ipykernel", "psutil", "yaml", "jupyter_client", "copydetect"}
 
 
 def _run(args) -> int:
@@ -149,6 +165,10 @@ def _run(args) -> int:
         from .course.labformat import LabFormatError
         from .course.notebooks import NotebookError
 
+        if bool(args.lms) != bool(args.roster):
+            print("error: --lms needs --roster, and --roster needs --lms (canvas or moodle)", file=sys.stderr)
+            return 2
+
         try:
             result = grade_batch(args.solution, args.submissions, args.out, workers=args.workers,
                                  timeout=args.timeout, cell_timeout=args.cell_timeout, memory_gb=args.memory_gb,
@@ -156,7 +176,27 @@ def _run(args) -> int:
         except (LabFormatError, NotebookError, RuntimeError) as error:  # the instructor's side is wrong
             print(f"error: {error}", file=sys.stderr)
             return 2
-        return 0 if result else 1
+        return _after_grading(args) or (0 if result else 1)
+    if args.command == "gradescope":
+        from .course.gradescope import AutograderError, build
+        from .course.labformat import LabFormatError
+
+        try:
+            print(f"wrote {build(args.solution, args.out)}: upload it as the assignment's autograder")
+        except (AutograderError, LabFormatError, OSError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return 0
+    if args.command == "similarity":
+        from .course.labformat import LabFormatError
+        from .course.similarity import write_report
+
+        try:
+            write_report(args.solution, args.submissions, args.out, threshold=args.threshold)
+        except (LabFormatError, ValueError, OSError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return 0
     if args.command == "verify":
         from pathlib import Path
 
@@ -190,6 +230,24 @@ def _run(args) -> int:
         print(run_bench(args.out, notebooks=not args.skip_notebooks, ci=args.ci))
         return 0
     return 2
+
+
+def _after_grading(args) -> int:
+    """grade's --roster/--lms and --similarity, on the folder grade_batch wrote; 2 when they cannot run."""
+    from pathlib import Path
+
+    from .course.gradebook import RosterError, write_gradebook
+    from .course.similarity import write_report
+
+    try:
+        if args.lms:
+            write_gradebook(args.out, args.roster, args.lms, args.assignment or Path(args.solution).stem)
+        if args.similarity:
+            write_report(args.solution, args.submissions, Path(args.out) / "similarity")
+    except (RosterError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
