@@ -6,16 +6,18 @@ changed, statements and branches reordered and comments dropped.
 """
 
 import csv
+import re
 
 import nbformat
 import pytest
 from labtools import ROOT
+from markupsafe import escape
 from tinylab import cell, tiny_solution
 
 from traindeep.__main__ import main
 from traindeep.course.labformat import is_answer, question_of
 from traindeep.course.notebooks import read_notebook
-from traindeep.course.similarity import compare, write_report
+from traindeep.course.similarity import compare, template_of, write_report
 
 LAB01 = ROOT / "solutions" / "lab01_signal_propagation.ipynb"
 
@@ -338,6 +340,10 @@ def test_the_report_ranks_flags_and_escapes(batch, tmp_path):
     page = (out / "index.html").read_text()
     assert "evidence for a person to weigh, not a verdict" in page
     assert page.count("<mark>") >= 3 and "weight.data.normal_(0, he_std(*fans(weight)" in page
+    marked = re.findall(r"<mark>(.*?)</mark>", page, re.S)
+    given = {str(escape(line.strip())) for a in template_of(read_notebook(LAB01)).values()
+             for line in a.text.splitlines() if len(line.strip()) >= 12}
+    assert marked and not [g for g in given for m in marked if g in m], "the template's own lines are never marked"
     assert "<script" not in page
 
 

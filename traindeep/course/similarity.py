@@ -28,6 +28,7 @@ import difflib
 import html
 import io
 import itertools
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +82,20 @@ def without_template(text: str, template: str) -> str:
     return "".join(lines)
 
 
+def _own_slices(blanked: str, slices):
+    """The matched regions cut into one region per line of the student's own text, so that the report
+    never marks the template's (blanked) lines that lie between two matched lines."""
+    import numpy as np
+
+    if getattr(slices, "size", 0) == 0:
+        return np.zeros((2, 0), dtype=int)
+    cuts = []
+    for start, end in zip(*slices):
+        for match in re.finditer(r"\S(?:.*\S)?", blanked[start:end]):  # runs of the student's own text per line
+            cuts.append((start + match.start(), start + match.end()))
+    return np.array(cuts, dtype=int).T.reshape(2, -1)
+
+
 def template_of(solution) -> dict[str, Answer]:
     """What the student version shows in each question's answer cells, per question."""
     result = {}
@@ -123,11 +138,12 @@ def compare(solution_path, submissions, min_match: int = DEFAULT_MIN_MATCH, max_
     pairs = []
     for q, stub in template.items():
         boilerplate = _fingerprint(stub.text, stub.markdown, min_match).hashes
-        prints = {s: _fingerprint(without_template(a[q].text, stub.text), a[q].markdown, min_match, boilerplate)
-                  for s, a in texts.items() if q in a}
+        own = {s: without_template(a[q].text, stub.text) for s, a in texts.items() if q in a}
+        prints = {s: _fingerprint(text, texts[s][q].markdown, min_match, boilerplate) for s, text in own.items()}
         for a, b in itertools.combinations(sorted(prints), 2):
             _, (share_a, share_b), (slices_a, slices_b) = compare_files(prints[a], prints[b])
-            pairs.append(Pair(a, b, q, float(share_a), float(share_b), slices_a, slices_b))
+            pairs.append(Pair(a, b, q, float(share_a), float(share_b), _own_slices(own[a], slices_a),
+                              _own_slices(own[b], slices_b)))
     pairs.sort(key=lambda p: (-p.similarity, p.question, p.student_a, p.student_b))
     return pairs, texts, notes
 
