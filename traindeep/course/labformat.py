@@ -215,6 +215,160 @@ def _short(value) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+# -- declared mistakes: what a lab's classic errors must cost, checked by `labs vet` ---------------------
+KINDS = ("mistake", "alternative", "delegation")
+DEFAULT_CELL_TIMEOUT = 120.0
+
+
+@dataclass
+class Edit:
+    cell: str  # the answer cell's id
+    replace: list = field(default_factory=list)  # [[old, new], ...], applied in turn to the solution's source
+    source: str | None = None  # or the cell's whole new source
+
+
+@dataclass
+class Mistake:
+    """A variant of the solution and the points it must get: a classic mistake, a delegation to a forbidden
+    helper, or a valid alternative answer that keeps full marks."""
+
+    name: str
+    kind: str
+    edits: list[Edit]
+    expect: dict  # question id -> points; questions not named keep full marks
+    note: str = ""
+
+    def apply(self, nb):
+        """A copy of the solution `nb` with this variant's edits made."""
+        import json
+
+        import nbformat
+
+        patched = nbformat.from_dict(json.loads(json.dumps(nb)))
+        cells = {c.get("id"): c for c in patched.cells}
+        for edit in self.edits:
+            cell = cells[edit.cell]
+            source = cell.source if edit.source is None else edit.source
+            for old, new in edit.replace:
+                if old not in source:
+                    raise LabFormatError(f"mistake {self.name!r}: cell {edit.cell} does not contain {_short(old)}")
+                source = source.replace(old, new)
+            cell.source = source
+        return patched
+
+
+def mistakes(nb) -> list[Mistake]:
+    """Parse and validate `metadata.traindeep.mistakes` of a solution notebook.
+
+    Each entry: {"name", "kind": mistake | alternative | delegation, "note" (optional),
+    "patch": one edit or a list of them, each {"cell": ANSWER_CELL_ID or "question": QID,
+    "replace": [OLD, NEW] or [[OLD, NEW], ...]} or {..., "source": WHOLE_NEW_SOURCE},
+    "expect": {question id: points or "full"}}. Questions it does not name must keep full marks.
+    """
+    spec = nb.metadata.get("traindeep", {}).get("mistakes", [])
+    if not isinstance(spec, list):
+        raise LabFormatError("traindeep.mistakes must be a list")
+    by_id = {q.id: q for q in questions(nb)}
+    answers = {c.get("id"): c for c in nb.cells if is_answer(c)}
+    result, seen = [], set()
+    for i, entry in enumerate(spec):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+            raise LabFormatError(f"mistake #{i + 1} needs a name of letters, digits, '_', '.' or '-'; got {name!r}")
+        where = f"mistake {name!r}"
+        if name in seen:
+            raise LabFormatError(f"{where} is declared twice")
+        seen.add(name)
+        unknown = set(entry) - {"name", "kind", "patch", "expect", "note"}
+        if unknown:
+            raise LabFormatError(f"{where}: unknown key(s) {sorted(unknown)}; expected name, kind, patch, expect, note")
+        kind = entry.get("kind", "mistake")
+        if kind not in KINDS:
+            raise LabFormatError(f"{where}: kind {kind!r} is not one of {KINDS}")
+        edits = [_edit(where, e, answers, by_id) for e in _as_list(entry.get("patch"))]
+        if not edits:
+            raise LabFormatError(f"{where}: needs a patch of at least one answer cell")
+        expect = _expectations(where, entry.get("expect", {}), by_id)
+        lost = {q: p for q, p in expect.items() if p < by_id[q].points}
+        if kind == "alternative" and lost:
+            raise LabFormatError(f"{where}: an alternative keeps full marks, but expect takes points "
+                                 f"from {sorted(lost)}")
+        if kind != "alternative" and not lost:
+            raise LabFormatError(f"{where}: a {kind} must cost points on some question; its expect costs none")
+        if kind == "delegation" and not any(p == 0 and by_id[q].forbid for q, p in lost.items()):
+            raise LabFormatError(f"{where}: a delegation must score 0 on a question that forbids helpers")
+        mistake = Mistake(name, kind, edits, expect, str(entry.get("note", "")))
+        patched = mistake.apply(nb)  # every OLD must be found, in order
+        if all(patched.cells[j].source == c.source for j, c in enumerate(nb.cells)):
+            raise LabFormatError(f"{where}: its patch changes nothing")
+        result.append(mistake)
+    return result
+
+
+def _as_list(value) -> list:
+    return [] if value is None else value if isinstance(value, list) else [value]
+
+
+def _edit(where, spec, answers, by_id) -> Edit:
+    if not isinstance(spec, dict) or set(spec) - {"cell", "question", "replace", "source"}:
+        raise LabFormatError(f"{where}: a patch is {{'cell' or 'question', 'replace' or 'source'}}; got {spec!r}")
+    cell = spec.get("cell")
+    if cell is None and "question" in spec:
+        if spec["question"] not in by_id:
+            raise LabFormatError(f"{where}: unknown question {spec['question']!r}; expected one of {sorted(by_id)}")
+        found = [i for i, c in answers.items() if question_of(c) == spec["question"]]
+        if len(found) != 1:
+            raise LabFormatError(f"{where}: question {spec['question']} has {len(found)} answer cells; name one by "
+                                 f"'cell' ({found})")
+        cell = found[0]
+    if cell not in answers:
+        raise LabFormatError(f"{where}: unknown cell id {cell!r}; the answer cells are {sorted(answers)}")
+    replace = spec.get("replace", [])
+    if len(replace) == 2 and all(isinstance(r, str) for r in replace):
+        replace = [replace]
+    if not all(isinstance(r, list) and len(r) == 2 and all(isinstance(s, str) for s in r) for r in replace):
+        raise LabFormatError(f"{where}: 'replace' takes [OLD, NEW] or a list of [OLD, NEW] pairs")
+    source = spec.get("source")
+    if source is None and not replace:
+        raise LabFormatError(f"{where}: a patch of cell {cell} needs 'replace' or 'source'")
+    if source is not None and not isinstance(source, str):
+        raise LabFormatError(f"{where}: 'source' must be the cell's whole new source, a string")
+    return Edit(cell, [list(r) for r in replace], source)
+
+
+def _expectations(where, spec, by_id) -> dict:
+    if not isinstance(spec, dict):
+        raise LabFormatError(f"{where}: expect must map question ids to points or 'full'")
+    expect = {}
+    for q, points in spec.items():
+        if q not in by_id:
+            raise LabFormatError(f"{where}: unknown question {q!r} in expect; expected one of {sorted(by_id)}")
+        if by_id[q].manual:
+            raise LabFormatError(f"{where}: {q} is marked by hand; expect names automatic questions only")
+        full = by_id[q].points
+        if points == "full":
+            points = full
+        if isinstance(points, bool) or not isinstance(points, (int, float)) or not 0 <= points <= full:
+            raise LabFormatError(f"{where}: expect {q}: {points!r} is not 'full' or a number of points "
+                                 f"in [0, {full:g}]")
+        expect[q] = float(points)
+    return expect
+
+
+def lab_cell_timeout(nb) -> float:
+    """The lab's cell limit in seconds: `metadata.traindeep.cell_timeout` when the lab raises it (with its
+    `cell_timeout_reason`), else 120 s."""
+    meta = nb.metadata.get("traindeep", {})
+    if "cell_timeout" not in meta:
+        return DEFAULT_CELL_TIMEOUT
+    value = meta["cell_timeout"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise LabFormatError(f"traindeep.cell_timeout must be a positive number of seconds; got {value!r}")
+    if not str(meta.get("cell_timeout_reason", "")).strip():
+        raise LabFormatError("traindeep.cell_timeout needs a cell_timeout_reason saying why the lab needs it")
+    return float(value)
+
+
 # CPython 3.11's ast.parse keeps its recursion count in interpreter-wide state: two grading threads
 # parsing at once can fail with "SystemError: AST constructor recursion depth mismatch" (gh-106905),
 # which turned a submission into a grader error. One parse at a time.

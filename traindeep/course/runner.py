@@ -5,7 +5,8 @@ kernel with nbclient. A cell that passes the per-cell timeout is interrupted
 and the run goes on, so later questions still count. It writes, on stderr, the
 index of each cell as it starts (the grader names that cell if the run is
 killed) and, at the end on stdout, one JSON object: every cell's outputs,
-trimmed, and the events (cell interrupted, kernel died) by cell index.
+trimmed, the events (cell interrupted, kernel died) by cell index, and each
+cell's seconds (what `labs vet` reads to check the cell limit's margin).
 
 Everything here runs beside student code, so the grader treats this output as
 untrusted data: it reads it with a size cap, takes only numbers, bounded text
@@ -48,7 +49,7 @@ def execute(nb, cell_timeout: float, progress) -> dict:
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
 
-    events, started, current = [], {}, {"cell": None}
+    events, started, seconds, current = [], {}, {}, {"cell": None}
 
     def on_cell_start(cell, cell_index):
         current["cell"] = cell_index
@@ -57,7 +58,8 @@ def execute(nb, cell_timeout: float, progress) -> dict:
         progress.flush()
 
     def on_cell_executed(cell, cell_index, execute_reply):
-        if time.monotonic() - started[cell_index] >= cell_timeout and any(
+        seconds[cell_index] = round(time.monotonic() - started[cell_index], 3)
+        if seconds[cell_index] >= cell_timeout and any(
                 o.get("ename") == "KeyboardInterrupt" for o in cell.get("outputs", [])):
             events.append({"event": "cell_timeout", "cell": cell_index})
 
@@ -73,7 +75,7 @@ def execute(nb, cell_timeout: float, progress) -> dict:
         events.append({"event": "run_failed", "cell": current["cell"], "error": type(error).__name__})
     return {"cells": [[trimmed(o) for o in cell.get("outputs", [])] if cell.cell_type == "code" else []
                       for cell in nb.cells],
-            "events": events}
+            "events": events, "seconds": [seconds.get(i) for i in range(len(nb.cells))]}
 
 
 def main(cell_timeout: float) -> None:

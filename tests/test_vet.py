@@ -1,0 +1,163 @@
+"""`labs vet` on the tiny lab: declared mistakes, grades across draws, time margins, and the grader's redraw."""
+
+import csv
+
+import nbformat
+import pytest
+from tinylab import tiny_solution
+
+from traindeep.__main__ import main
+from traindeep.course.grade import Grader, grade_batch
+from traindeep.course.labformat import LabFormatError, lab_cell_timeout, mistakes
+from traindeep.course.labs import lab_from_solution
+from traindeep.course.vet import vet_lab
+
+pytestmark = pytest.mark.filterwarnings("ignore::nbformat.warnings.DuplicateCellId")
+
+ADDS = {"name": "adds", "kind": "mistake", "patch": {"cell": "a1", "replace": ["factor * v", "factor + v"]},
+        "expect": {"q1": 0}}
+ROOT_ALTERNATIVE = {"name": "root_of_ratio", "kind": "alternative",
+                    "patch": {"question": "q2", "replace": ["(2.0 / fan_in) ** 0.5", "2.0 ** 0.5 / fan_in ** 0.5"]}}
+DELEGATES = {"name": "delegates_to_torch_sqrt", "kind": "delegation",
+             "patch": {"cell": "a2", "replace": ["return (2.0 / fan_in) ** 0.5",
+                                                 "return torch.sqrt(torch.tensor(2.0 / fan_in)).item()"]},
+             "expect": {"q2": 0}}
+# Wrong only when a drawn input is negative: on some draws it keeps its points, on others not.
+ABS = {"name": "abs_values", "kind": "mistake", "expect": {"q1": 0},
+       "patch": {"cell": "a1", "replace": [["factor * v", "factor * abs(v)"]]}}
+OFF_BY_A_BIT = {"name": "plus_a_thousandth", "kind": "alternative",
+                "patch": {"cell": "a2", "replace": ["(2.0 / fan_in) ** 0.5", "(2.0 / fan_in) ** 0.5 + 1e-3"]}}
+
+
+def lab(tmp_path, declared, name="tiny.ipynb", edit=None):
+    nb = tiny_solution()
+    nb.metadata["traindeep"]["questions"][1]["forbid"] = ["torch.sqrt"]
+    nb.metadata["traindeep"]["mistakes"] = declared
+    for cell in nb.cells:
+        if edit and cell.id in edit:
+            cell.source = edit[cell.id](cell.source)
+    nbformat.write(nb, tmp_path / name)
+    return tmp_path / name
+
+
+def test_a_good_declaration_passes_and_the_table_shows_every_variant(tmp_path, capsys):
+    path = lab(tmp_path, [ADDS, ROOT_ALTERNATIVE, DELEGATES])
+    code = main(["labs", "vet", str(path), "--draws", "3", "--seed", "7", "--workers", "2", "--pack",
+                 "--out", str(tmp_path / "vet.md")])
+    table = (tmp_path / "vet.md").read_text()
+    assert code == 0, table
+    assert "## tiny: PASS" in table and "3 draws (grader seeds 7 to 9)" in table
+    assert "| solution | solution | - | 2 | 2 |" in table
+    assert "| unfilled lab | stub | q1: 0, q2: 0 | 0 | 0 |" in table
+    # Packed into one run (they touch different questions): each variant's row shows its own question.
+    assert "| adds | mistake | q1: 0 | 0 |  |" in table
+    assert "| root_of_ratio | alternative | - |  | 2 |" in table
+    # The delegation runs (its result is right) but the source check takes the question's points.
+    assert "| delegates_to_torch_sqrt | delegation | q2: 0 | 2 | 0 |" in table
+    assert "Slowest cell of the solution's run" in table and "## tiny: PASS" in capsys.readouterr().out
+
+
+def test_a_mistake_that_varies_and_an_alternative_that_loses_fail_naming_both(tmp_path):
+    vetting = vet_lab(lab(tmp_path, [ABS, OFF_BY_A_BIT]), draws=4, seed=0, workers=2)
+    assert not vetting.passed
+    varies = [f for f in vetting.failures if f.startswith("mistake 'abs_values': q1 gets 0 to 2 points across draws")]
+    assert varies and "probe 'scale' fails on" in varies[0], vetting.failures
+    assert "alternative 'plus_a_thousandth': q2 gets 1 points on every draw, expected 2; probe 'he_std' fails on " \
+           "4/4 draws" in " ".join(vetting.failures)
+    assert len(vetting.failures) == 2, vetting.failures
+    assert "0-2 (mean " in vetting.markdown() and "## tiny: FAIL" in vetting.markdown()
+
+
+def test_a_solution_that_loses_a_point_or_a_slow_cell_fails(tmp_path):
+    def breaks_on_large_fans(source):
+        return source.replace("    return (2.0 / fan_in) ** 0.5",
+                              "    assert fan_in < 2500, 'large fan'\n    return (2.0 / fan_in) ** 0.5")
+
+    def slow(source):
+        return "import time\ntime.sleep(1.5)\n" + source
+
+    path = lab(tmp_path, [ADDS], edit={"a2": breaks_on_large_fans, "a1": slow})
+    vetting = vet_lab(path, draws=4, seed=0, workers=2, cell_timeout=3.0)
+    loses = [f for f in vetting.failures if f.startswith("solution: q2 gets 1 to 2 points across draws")]
+    assert loses and "probe 'he_std' fails on" in loses[0] and "AssertionError" in loses[0], vetting.failures
+    assert any("the q1 answer cell took 1." in f and "more than a third of the 3 s cell limit" in f
+               for f in vetting.failures), vetting.failures
+
+
+@pytest.mark.parametrize("entry,message", [
+    ({**ADDS, "patch": {"cell": "nope", "replace": ["a", "b"]}}, "mistake 'adds': unknown cell id 'nope'"),
+    ({**ADDS, "patch": {"cell": "c1", "replace": ["a", "b"]}}, "unknown cell id 'c1'; the answer cells are"),
+    ({**ADDS, "patch": {"cell": "a1", "replace": ["factor / v", "v"]}}, "cell a1 does not contain 'factor / v'"),
+    ({**ADDS, "expect": {"q9": 0}}, "unknown question 'q9' in expect"),
+    ({**ADDS, "expect": {"q3": 0}}, "q3 is marked by hand"),
+    ({**ADDS, "expect": {"q1": 5}}, "expect q1: 5 is not 'full' or a number of points in [0, 2]"),
+    ({**ADDS, "expect": {}}, "a mistake must cost points on some question"),
+    ({**ROOT_ALTERNATIVE, "expect": {"q2": 1}}, "an alternative keeps full marks"),
+    ({**DELEGATES, "expect": {"q1": 0}}, "a delegation must score 0 on a question that forbids helpers"),
+    ({**ADDS, "kind": "typo"}, "kind 'typo' is not one of"),
+    ({**ADDS, "patch": {"question": "q7", "replace": ["a", "b"]}}, "unknown question 'q7'"),
+    ({**ADDS, "points": 1}, "unknown key(s) ['points']"),
+])
+def test_declarations_are_checked_with_clear_errors(entry, message):
+    nb = tiny_solution()
+    nb.metadata["traindeep"]["questions"][1]["forbid"] = ["torch.sqrt"]
+    nb.metadata["traindeep"]["mistakes"] = [entry]
+    with pytest.raises(LabFormatError) as error:
+        mistakes(nb)
+    assert message in str(error.value)
+
+
+def test_declared_mistakes_and_the_cell_limit_never_reach_the_student_lab():
+    nb = tiny_solution()
+    nb.metadata["traindeep"].update(mistakes=[ADDS], cell_timeout=200, cell_timeout_reason="a long sweep")
+    assert [m.name for m in mistakes(nb)] == ["adds"]
+    student = lab_from_solution(nb, "labs/tiny.ipynb", "solutions/tiny.ipynb")
+    assert "traindeep" not in student.metadata and "factor + v" not in nbformat.writes(student)
+
+
+def test_the_grader_honours_the_labs_cell_limit_unless_told_otherwise(tmp_path):
+    nb = tiny_solution()
+    nb.metadata["traindeep"].update(cell_timeout=200, cell_timeout_reason="q2 trains nine networks")
+    nbformat.write(nb, tmp_path / "slow.ipynb")
+    assert Grader(tmp_path / "slow.ipynb").cell_timeout == 200
+    assert Grader(tmp_path / "slow.ipynb", cell_timeout=50).cell_timeout == 50
+    assert lab_cell_timeout(tiny_solution()) == 120
+    del nb.metadata["traindeep"]["cell_timeout_reason"]
+    with pytest.raises(LabFormatError, match="needs a cell_timeout_reason"):
+        lab_cell_timeout(nb)
+
+
+# The solution "fails" this probe when n is a multiple of 4: one draw in four.
+SOMETIMES = {"name": "n not a multiple of 4", "call": "he_std({n})", "value": "min({n} % 4, 1)", "rule": {"equals": 1},
+             "draw": {"n": [3, 30]}}
+NEVER = {"name": "never", "call": "he_std({n})", "value": "{n} > 10**6", "rule": {"equals": True},
+         "draw": {"n": [3, 6]}}
+
+
+def test_a_probe_the_solution_fails_on_this_draw_is_drawn_again(tmp_path):
+    nb = tiny_solution()
+    nb.metadata["traindeep"]["questions"][1]["probes"].append(SOMETIMES)
+    nbformat.write(nb, tmp_path / "sometimes.ipynb")
+    seed = next(s for s in range(100) if Grader(tmp_path / "sometimes.ipynb", seed=s).probes[-1].drawn["n"] % 4 == 0)
+    grader = Grader(tmp_path / "sometimes.ipynb", timeout=120, seed=seed)
+    grader.prepare()
+    assert grader.dropped == [] and len(grader.redrawn) == 1, grader.dropped
+    assert grader.redrawn[0].startswith("q2/n not a multiple of 4: the solution fails it with n=")
+    assert "redrawn: n=" in grader.redrawn[0]
+    assert grader.probes[-1].drawn["n"] % 4 != 0 and grader.max_points == 5
+
+
+def test_a_probe_no_draw_can_pass_is_dropped_and_the_batch_still_grades(tmp_path, capsys):
+    nb = tiny_solution()
+    nb.metadata["traindeep"]["questions"][1]["probes"].append(NEVER)
+    nbformat.write(nb, tmp_path / "never.ipynb")
+    (tmp_path / "subs").mkdir()
+    nbformat.write(tiny_solution(), tmp_path / "subs" / "ana.ipynb")
+    assert grade_batch(tmp_path / "never.ipynb", [tmp_path / "subs"], tmp_path / "out", timeout=120, seed=1)
+    assert "WARNING: probe q2/never DROPPED for this batch" in capsys.readouterr().err
+    with open(tmp_path / "out" / "grades.csv", newline="") as f:
+        (row,) = csv.DictReader(f)
+    assert (row["q1"], row["q2"], row["total"], row["max"]) == ("2", "2", "4", "4")
+    assert "probe q2/never DROPPED for this batch" in row["status"]
+    feedback = (tmp_path / "out" / "feedback" / "ana.md").read_text()
+    assert "(not graded) never: dropped for this batch" in feedback and "5 new draws failed too" in feedback
