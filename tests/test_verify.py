@@ -27,7 +27,10 @@ def _fixture(folder):
 
 def test_verify_names_the_claim_that_holds_for_one_draw_only(tmp_path):
     path = _fixture(tmp_path)
-    runs = verify.verify([path], offsets=[0, 1], threads=[1], cores=2, cell_timeout=60, log=lambda *_: None)
+    out = tmp_path / "partial" / "verify.md"
+    runs = verify.verify([path], offsets=[0, 1], threads=[1], cores=2, cell_timeout=60, log=lambda *_: None,
+                         out=out)
+    assert "fitted-claim" in out.read_text(), "the report is written as runs finish"
     by_offset = {r.offset: r for r in runs}
     assert by_offset[0].ok and by_offset[0].seconds > 0
     failures = by_offset[1].failures

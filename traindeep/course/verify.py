@@ -115,8 +115,12 @@ def _execute_here(path: Path, cell_timeout: float) -> dict:
     return {"failures": failures, "problem": problem}
 
 
-def verify(notebooks, offsets=(1, 2), threads=(1, 2), cores=None, cell_timeout=600.0, log=print) -> list[Run]:
-    """Every notebook under every offset × threads; runs packed onto the cores by their thread count."""
+def verify(notebooks, offsets=(1, 2), threads=(1, 2), cores=None, cell_timeout=600.0, log=print,
+           out=None) -> list[Run]:
+    """Every notebook under every offset × threads; runs packed onto the cores by their thread count.
+
+    With `out`, the report is rewritten after every run, so a long verify that is stopped keeps what it found.
+    """
     cores = cores or os.cpu_count() or 1
     jobs = [(Path(nb), o, t) for t in sorted(set(threads)) for o in offsets for nb in notebooks]
     runs: list[Run] = []
@@ -129,6 +133,9 @@ def verify(notebooks, offsets=(1, 2), threads=(1, 2), cores=None, cell_timeout=6
                     runs.append(run)
                     state = "ok" if run.ok else run.problem or f"{len(run.failures)} failing cell(s)"
                     log(f"{run.notebook}  offset {run.offset}  threads {run.threads}  {run.seconds:6.1f}s  {state}")
+                    if out is not None:
+                        Path(out).parent.mkdir(parents=True, exist_ok=True)
+                        Path(out).write_text(report(runs))
     return runs
 
 
