@@ -53,6 +53,19 @@ def test_markdown_table_is_in_the_coursework_format(records):
     assert sweep.table_problems(table) == []
 
 
+def test_a_table_can_show_test_accuracy_for_the_chosen_row_only(records):
+    rows = sweep.summarize([r for r in records if r["batch_size"] == 16], ["lr"])
+    (chosen,) = sweep.best_per([r for r in records if r["batch_size"] == 16], "batch_size")
+    table = sweep.markdown_table(rows, "lr", "Learning Rate", test_for=lambda r: r["lr"] == chosen["lr"])
+    test_cells = [line.split("|")[3].strip() for line in table.splitlines()[2:]]
+    assert test_cells.count("—") == len(rows) - 1
+    assert test_cells[[r["lr"] for r in rows].index(chosen["lr"])] == sweep.format_accuracy(
+        chosen["test_acc_mean"], chosen["test_acc_std"])
+    assert sweep.table_problems(table) == []
+    unread_validation = table.replace("| 0.001 | 70.5 ± 0.7% |", "| 0.001 | — |")
+    assert any("Val Acc '—'" in p for p in sweep.table_problems(unread_validation))
+
+
 @pytest.mark.parametrize("table,problem", [
     ("| LR | Val | Test | Notes |\n|---|---|---|---|\n| 1 | 1% | 1% | |\n| 2 | 1% | 1% | |\n| 3 | 1% | 1% | |",
      "header should be"),

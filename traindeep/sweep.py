@@ -131,21 +131,25 @@ def format_accuracy(mean: float, std: float | None = None) -> str:
     return text + "%"
 
 
-def markdown_table(rows: list[dict], column: str, header: str, notes=None) -> str:
+def markdown_table(rows: list[dict], column: str, header: str, notes=None, test_for=None) -> str:
     """A table in the coursework's format: `header | Val Acc | Test Acc | Notes`.
 
-    `notes` is a function of the row (or None) that writes the Notes cell.
+    `notes` is a function of the row (or None) that writes the Notes cell. `test_for(row)`, when given,
+    says which rows show their test accuracy; the others print `—` there, so that a table of a sweep
+    looks at the test set once, for the row chosen on validation.
     """
     lines = [f"| {header} | " + " | ".join(h for _, h in TABLE_METRICS) + " | Notes |",
              "|---|" + "---:|" * len(TABLE_METRICS) + "---|"]
     for row in rows:
-        cells = [format_accuracy(row[f"{m}_mean"], row.get(f"{m}_std")) for m, _ in TABLE_METRICS]
+        cells = [NOT_SHOWN if m == "test_acc" and test_for is not None and not test_for(row)
+                 else format_accuracy(row[f"{m}_mean"], row.get(f"{m}_std")) for m, _ in TABLE_METRICS]
         note = notes(row) if notes else ""
         lines.append(f"| {row[column]:g} | " if isinstance(row[column], float) else f"| {row[column]} | ")
         lines[-1] += " | ".join(cells) + f" | {str(note).replace('|', '/')} |"
     return "\n".join(lines)
 
 
+NOT_SHOWN = "—"  # a test accuracy left unread: only the row chosen on validation shows its test accuracy
 ACCURACY = re.compile(r"^(\d{1,3}(\.\d+)?)( ± \d{1,3}(\.\d+)?)?%$")
 
 
@@ -170,10 +174,14 @@ def table_problems(table: str, min_rows: int = 3) -> list[str]:
         if len(row) != 4:
             problems.append(f"row {i} has {len(row)} cells, expected 4")
             continue
-        for cell in row[1:3]:
+        for column, cell in zip(("Val Acc", "Test Acc"), row[1:3]):
             match = ACCURACY.match(cell)
-            if cell != "diverged" and not (match and 0 <= float(match.group(1)) <= 100):
-                problems.append(f"row {i}: {cell!r} is not an accuracy like `93.4 ± 0.5%` (0-100) or `diverged`")
+            if cell == "diverged" or (column == "Test Acc" and cell in (NOT_SHOWN, "-")):
+                continue
+            if not (match and 0 <= float(match.group(1)) <= 100):
+                allowed = "`diverged`" + (" or `—` (not looked at)" if column == "Test Acc" else "")
+                problems.append(f"row {i}: {column} {cell!r} is not an accuracy like `93.4 ± 0.5%` (0-100) "
+                                f"or {allowed}")
     return problems
 
 
