@@ -46,6 +46,21 @@ def test_mlp_structure_and_forward_shape():
     assert net(torch.randn(7, 10)).shape == (7, 3)
 
 
+def test_a_norm_leaves_the_seeded_weights_as_they_were():
+    # Paired with/without-normalization comparisons rely on it: same seed, same Linear weights.
+    nets_by_norm = {}
+    for norm in (None, "batch", "layer"):
+        torch.manual_seed(3)
+        nets_by_norm[norm] = [m for m in nets.mlp(10, 3, depth=3, width=16, norm=norm) if isinstance(m, nn.Linear)]
+    for norm in ("batch", "layer"):
+        for plain, normed in zip(nets_by_norm[None], nets_by_norm[norm]):
+            assert torch.equal(plain.weight, normed.weight) and torch.equal(plain.bias, normed.bias)
+    # The bias that batch norm cancels gets no gradient, so keeping it changes nothing in training mode.
+    net = nets.mlp(10, 3, depth=2, width=16, norm="batch")
+    nn.functional.cross_entropy(net(torch.randn(32, 10)), torch.randint(0, 3, (32,))).backward()
+    assert net[0].bias.grad.abs().max() < 1e-6 < net[0].weight.grad.abs().max()
+
+
 @pytest.mark.parametrize("kwargs,message", [
     ({"activation": "relu6"}, "unknown activation 'relu6'; expected one of"),
     ({"init": "glorot"}, "unknown init scheme 'glorot'"),

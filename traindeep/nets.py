@@ -68,6 +68,13 @@ def mlp(in_features: int, out_features: int, depth: int = 3, width: int = 128,
 
     Each hidden block is Linear -> [norm] -> activation -> [dropout]; the
     output layer is a plain Linear that returns logits.
+
+    With `norm="batch"` the Linear layers keep their bias, although batch norm
+    cancels it (chapter 4): it starts at zero and its gradient is zero up to
+    rounding, so it changes nothing in training mode, and keeping it means that
+    the same seed gives the same weights with and without a norm, which is what
+    lets a with/without comparison pair its seeds. Build the layers yourself
+    (`nn.Linear(..., bias=False)`) where the saved parameters matter.
     """
     _choice(activation, tuple(ACTIVATIONS), "activation")
     _choice(norm, NORMS, "norm")
