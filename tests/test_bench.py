@@ -35,8 +35,19 @@ def test_report_is_written(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "lr_explorer_latency", lambda: (42.0, 60.0))
     monkeypatch.setattr(bench, "batched_speedup", lambda batch_size: (6.0, 1.0, 6.0))
     monkeypatch.setattr(bench, "coursework_sweeps", lambda: (30.0, 10.0, 3.0))
-    report = bench.run_bench(tmp_path / "bench.md", notebooks=False, grading=False)
+    monkeypatch.setattr(bench, "signal_grid_seconds", lambda: (7.5, 1.25, 6.0))
+    builds = {(1, 0): 300.0, (2, 0): 240.0, (1, 2): 420.0, (2, 2): 960.0}
+    monkeypatch.setattr(bench, "book_build_seconds", lambda threads, busy: (builds[threads, busy], 0, 0.4))
+    report = bench.run_bench(tmp_path / "bench.md", notebooks=False, grading=False, build=True)
     assert (tmp_path / "bench.md").read_text() == report
+    assert "| the same grid, stacked by `signal_profiles` | 1.25 s | |" in report
+    assert "| network by network / stacked | 6.0 | ≥ 5 |" in report
+    assert ("| `make book` from a fresh clone, THREADS=1, beside two busy processes (load 0.4 at start), exit 0 "
+            "| 7.0 min | |") in report
+    assert "| THREADS=1: busy / quiet build time | 1.40 | ≤ 2 |" in report
+    assert "| THREADS=2: busy / quiet build time | 4.00 | ≤ 2 |" in report
+    assert "| quiet: THREADS=1 / THREADS=2 build time | 1.25 | |" in report
+    assert "make book" not in bench.run_bench(tmp_path / "again.md", notebooks=False, grading=False)  # opt-in
     assert "| `fit` / bare loop | 1.000 | ≤ 1.10 |" in report and "signal explorer callback, median" in report
     assert "| learning-rate explorer callback, median | 42 ms | ≤ 100 ms |" in report
     assert "| one by one / stacked, batch 64 | 6.0 | ≥ 5 |" in report and "| alone / batched | 3.0 | ≥ 3 |" in report
@@ -45,3 +56,41 @@ def test_report_is_written(tmp_path, monkeypatch):
 def test_the_coursework_sweeps_are_timed_both_ways():
     alone, together, ratio = bench.coursework_sweeps(epochs=1, seeds=(0,))
     assert alone > 0 and together > 0 and ratio == pytest.approx(alone / together)
+
+
+def test_the_signal_grid_is_timed_network_by_network_and_stacked():
+    grid = dict(depth=(2, 4), activation=("tanh",), init=("he_normal", "xavier_normal"), scale=(1.0,))
+    before, after, ratio = bench.signal_grid_seconds(repeats=1, grid=grid)
+    assert before > 0 and after > 0 and ratio == pytest.approx(before / after)
+
+
+def test_a_build_is_timed_on_a_fresh_clone_beside_busy_processes(tmp_path, monkeypatch):
+    import os
+    import subprocess
+
+    # A stand-in project: its `make book` writes what it was given and fails when asked to.
+    repo, seen = tmp_path / "repo", tmp_path / "seen"
+    repo.mkdir()
+    (repo / "Makefile").write_text(
+        f"book:\n\techo $(THREADS) $$PYTHONPATH $$OMP_NUM_THREADS > {seen}\n\ttest -z \"$(FAIL)\"\n")
+    (repo / ".venv" / "bin").mkdir(parents=True)
+    (repo / ".venv" / "bin" / "python").write_text("")
+    (repo / ".gitignore").write_text(".venv\n")
+    for command in (["init", "-q"], ["add", "Makefile", ".gitignore"],
+                    ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "stand-in"]):
+        subprocess.run(["git", *command], cwd=repo, check=True)
+    started, start_busy = [], bench.busy_processes
+    monkeypatch.setattr(bench, "busy_processes", lambda count: started.extend(start_busy(count)) or started)
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    seconds, status, load = bench.book_build_seconds(2, busy=2, root=repo)
+    assert status == 0 and seconds > 0 and load >= 0
+    threads, pythonpath, *rest = seen.read_text().split()
+    assert threads == "2" and pythonpath.endswith("clone") and pythonpath != str(repo) and rest == []
+    assert len(started) == 2 and all(p.poll() is not None for p in started)  # both busy loops stopped
+    monkeypatch.setenv("FAIL", "1")
+    started.clear()
+    _, status, _ = bench.book_build_seconds(1, busy=2, root=repo)
+    assert status != 0 and len(started) == 2 and all(p.poll() is not None for p in started)
+    assert not os.path.exists(pythonpath)  # the clone is gone
+    with pytest.raises(RuntimeError, match="borrows .*make venv"):
+        bench.book_build_seconds(1, root=tmp_path)

@@ -89,6 +89,56 @@ def test_the_signal_explorer_offers_its_static_face():
     assert page.count('"0|0|0|0"') == 1 and '"1|0|0|0"' in page and '"value":10' in page
 
 
+
+# The grid the rendered book replays is computed by signal_profiles, all networks at once; these
+# settings cover what it shares and skips: several depths on one forward pass, Xavier and LeCun
+# stacks with identical hidden layers (square layers), a uniform and a plain normal init, and deep
+# sigmoid and ReLU networks whose backward signal vanishes through subnormal floats.
+PROFILE_SETTINGS = [(depth, activation, init, scale) for depth in (3, 30) for activation in ("sigmoid", "relu", "gelu")
+                    for init, scale in (("xavier_normal", 0.5), ("lecun_normal", 0.5), ("he_uniform", 1.0),
+                                        ("normal", 2.0))] + [(12, "selu", "he_normal", 1.3)]
+
+
+def test_signal_profiles_equal_the_per_network_statistics():
+    import numpy as np
+
+    profiles = widgets.signal_profiles(PROFILE_SETTINGS, width=64, n_samples=48)
+    assert list(profiles) == PROFILE_SETTINGS
+    vanished = 0
+    for setting in PROFILE_SETTINGS:
+        stats = widgets.signal_stats(*setting, width=64, n_samples=48)
+        spread, back = profiles[setting]
+        np.testing.assert_allclose(spread, stats.act_spread, rtol=1e-5, atol=0, err_msg=str(setting))
+        # Below about 1e-19 an entry's square is a subnormal float with few bits left, in both computations.
+        np.testing.assert_allclose(back, stats.back_norm, rtol=1e-5, atol=1e-24, err_msg=str(setting))
+        vanished += stats.back_norm.min() < 1e-15
+    assert vanished >= 2  # the subnormal range was reached, and matched
+
+
+def test_signal_profiles_refuse_what_signal_stats_cannot_measure():
+    with pytest.raises(ValueError, match="depth must be an int >= 1, got 0"):
+        widgets.signal_profiles([(0, "tanh", "he_normal", 1.0)])
+    with pytest.raises(ValueError, match="unknown activation 'identity'; expected one of 'sigmoid'"):
+        widgets.signal_profiles([(3, "identity", "he_normal", 1.0)])
+    with pytest.raises(ValueError, match="at least 2 inputs"):
+        widgets.signal_profiles([(3, "tanh", "he_normal", 1.0)], n_samples=1)
+    with pytest.raises(ValueError, match="unknown init scheme 'kaiming'"):
+        widgets.signal_profiles([(3, "tanh", "kaiming", 1.0)])
+
+
+def test_the_static_face_replays_the_per_network_statistics():
+    import json
+
+    explorer = widgets.signal_explorer(depth=10, width=32)
+    explorer.STATIC_GRID = dict(depth=(4, 9), activation=("tanh", "relu"), init=("xavier_normal", "he_normal"),
+                                scale=(0.5, 2.0))
+    page = explorer.static_html()
+    spec = json.loads(re.search(r'<script type="application/json">(.*?)</script>', page).group(1).replace("<\\/", "</"))
+    assert len(spec["runs"]) == 16
+    stats = widgets.signal_stats(depth=9, activation="relu", init="he_normal", scale=0.5, width=32)
+    expected = [[float(f"{v:.4g}") for v in values] for values in (stats.act_spread, stats.back_norm)]
+    assert spec["runs"]["1|1|1|0"] == expected  # depth 9, relu, he_normal, x 0.5: to the page's four digits
+
 # -- the learning-rate explorer ----------------------------------------------------------------------
 
 import math  # noqa: E402

@@ -78,6 +78,9 @@ def main(argv=None) -> int:
     bench.add_argument("--skip-notebooks", action="store_true")
     bench.add_argument("--ci", action="store_true",
                        help="also time the whole CI run (.ci/run) on a fresh clone of this checkout (~10-20 min)")
+    bench.add_argument("--build", action="store_true",
+                       help="also time make book on fresh clones at THREADS=1 and 2, quiet and beside two busy "
+                            "processes (four builds, 30-60 min)")
 
     args = parser.parse_args(argv)
     try:
@@ -227,7 +230,7 @@ def _run(args) -> int:
     if args.command == "bench":
         from .course.bench import run_bench
 
-        print(run_bench(args.out, notebooks=not args.skip_notebooks, ci=args.ci))
+        print(run_bench(args.out, notebooks=not args.skip_notebooks, ci=args.ci, build=args.build))
         return 0
     return 2
 

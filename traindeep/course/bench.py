@@ -1,8 +1,12 @@
 """`make bench`: notebook times, widget latency, training-loop and grader overhead, in one run.
 
 Absolute times on shared machines are noisy; the ratios (fit against a bare
-loop, grading against executing the notebook alone) are measured side by side
-in the same run and are the numbers to compare.
+loop, grading against executing the notebook alone, the explorer grid before and
+after stacking, the book build under load against quiet) are measured side by
+side in the same run and are the numbers to compare.
+
+`--build` adds the whole `make book` from a fresh clone at THREADS=1 and 2, with
+and without two busy processes beside it (four builds, 30-60 minutes on 2 cores).
 """
 
 from __future__ import annotations
@@ -246,7 +250,115 @@ def ci_run_seconds(root=ROOT) -> tuple[float, int]:
         return time.perf_counter() - start, result.returncode
 
 
-def run_bench(out="_build/bench.md", notebooks: bool = True, grading: bool = True, ci: bool = False) -> str:
+def signal_grid_seconds(repeats: int = 2, grid: dict | None = None) -> tuple[float, float, float]:
+    """(seconds for the signal explorer's book grid network by network, all at once, the ratio).
+
+    The grid is `SignalExplorer.STATIC_GRID` (3 depths x 5 activations x 3 inits x 3 scales) unless
+    `grid` gives another ({control: values}, in the order depth, activation, init, scale). Network by
+    network is how the grid was computed before `signal_profiles`: `signal_stats` (a model, hooks and
+    `layer_stats`) for each setting. Both run once untimed (the first autograd call of a process is slow),
+    then `repeats` times, alternating; the fastest of each counts.
+    """
+    import itertools
+
+    from ..widgets.signal import SignalExplorer, signal_profiles, signal_stats
+
+    settings = list(itertools.product(*(grid or SignalExplorer.STATIC_GRID).values()))
+
+    def one_by_one():
+        for setting in settings:
+            signal_stats(*setting)
+
+    def together():
+        signal_profiles(settings)
+
+    return _fastest_pair(one_by_one, together, repeats)
+
+
+def _fastest_pair(before, after, repeats: int) -> tuple[float, float, float]:
+    """(fastest seconds of `before`, of `after`, their ratio): each warmed up once, then timed alternately."""
+    times = {before: [], after: []}
+    before(), after()
+    for _ in range(repeats):
+        for how in times:
+            start = time.perf_counter()
+            how()
+            times[how].append(time.perf_counter() - start)
+    slow, fast = min(times[before]), min(times[after])
+    return slow, fast, slow / fast
+
+
+BUSY_LOOP = "while True: pass"
+
+
+def busy_processes(count: int) -> list:
+    """`count` Python processes that each keep one core busy: the neighbours of a loaded machine.
+    The caller must stop them (`stop_processes`), in a `finally`."""
+    import subprocess
+    import sys
+
+    return [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(count)]
+
+
+def stop_processes(processes) -> None:
+    for process in processes:
+        process.kill()
+        process.wait()
+
+
+def book_build_seconds(threads: int, busy: int = 0, root=ROOT) -> tuple[float, int, float]:
+    """(seconds, exit status, load average at the start) of `make book THREADS=threads` on a fresh clone
+    of `root`'s committed HEAD, with `busy` busy-loop processes running beside it.
+
+    Only the build is timed: the clone borrows `root`'s `.venv` (a symlink; `make -o` keeps make from
+    reinstalling into it) and imports its own `traindeep` first (PYTHONPATH), so every notebook and
+    the book's cache start from nothing, as on a fresh machine whose environment already exists.
+    """
+    import subprocess
+
+    venv = Path(root) / ".venv"
+    if not (venv / "bin" / "python").exists():
+        raise RuntimeError(f"the build bench borrows {venv}; create it first (make venv)")
+    with tempfile.TemporaryDirectory(prefix="traindeep-book-") as folder:
+        clone = Path(folder) / "clone"
+        subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+        (clone / ".venv").symlink_to(venv.resolve(), target_is_directory=True)
+        env = {**os.environ, "PYTHONPATH": str(clone)}
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env.pop(name, None)  # THREADS decides, as for a user
+        load = os.getloadavg()[0]
+        neighbours = busy_processes(busy)
+        try:
+            start = time.perf_counter()
+            result = subprocess.run(["make", "-o", ".venv/.installed", "book", f"THREADS={threads}"], cwd=clone,
+                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return time.perf_counter() - start, result.returncode, load
+        finally:
+            stop_processes(neighbours)
+
+
+def build_lines(measure=None) -> list[str]:
+    """The report's lines for `make book` from a fresh clone at 1 and 2 threads, quiet and beside two busy
+    processes, and the ratios, all from this run (`measure` is `book_build_seconds` unless given)."""
+    measure = measure or book_build_seconds
+    lines, seconds = [], {}
+    for busy in (0, 2):
+        for threads in (1, 2):
+            took, status, load = measure(threads, busy=busy)
+            seconds[threads, busy] = took
+            where = "beside two busy processes" if busy else "no added load"
+            lines.append(f"| `make book` from a fresh clone, THREADS={threads}, {where} (load {load:.1f} at start), "
+                         f"exit {status}{'' if status == 0 else ' FAILED'} | {took / 60:.1f} min | |")
+    for threads in (1, 2):
+        lines.append(f"| THREADS={threads}: busy / quiet build time | {seconds[threads, 2] / seconds[threads, 0]:.2f} "
+                     f"| ≤ 2 |")
+    lines += [f"| quiet: THREADS=1 / THREADS=2 build time | {seconds[1, 0] / seconds[2, 0]:.2f} | |",
+              f"| busy: THREADS=1 / THREADS=2 build time | {seconds[1, 2] / seconds[2, 2]:.2f} | |"]
+    return lines
+
+
+def run_bench(out="_build/bench.md", notebooks: bool = True, grading: bool = True, ci: bool = False,
+              build: bool = False) -> str:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     lines = ["# Benchmarks", "", f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)", ""]
     if notebooks:
@@ -268,6 +380,10 @@ def run_bench(out="_build/bench.md", notebooks: bool = True, grading: bool = Tru
               f"| `train.fit`, per step | {fit_ms:.3f} ms | |",
               f"| bare PyTorch loop (SGD + validation accuracy per epoch), per step | {bare_ms:.3f} ms | |",
               f"| `fit` / bare loop | {ratio:.3f} | ≤ 1.10 |"]
+    one_by_one, together, speedup = signal_grid_seconds()
+    lines += [f"| signal explorer's book grid (135 networks), network by network (before) | {one_by_one:.2f} s | |",
+              f"| the same grid, stacked by `signal_profiles` | {together:.2f} s | |",
+              f"| network by network / stacked | {speedup:.1f} | ≥ 5 |"]
     for batch_size in (8, 64):
         one_by_one, stacked, speedup = batched_speedup(batch_size=batch_size)
         lines += [f"| 24 MLPs (8 rates x 3 seeds), batch {batch_size}: `fit` one by one | {one_by_one:.2f} s | |",
@@ -292,6 +408,8 @@ def run_bench(out="_build/bench.md", notebooks: bool = True, grading: bool = Tru
         lines += [f"| grading 4 copies, one worker | {one:.1f} s | |",
                   f"| grading 4 copies, two workers | {two:.1f} s | |",
                   f"| one worker / two workers | {speedup:.2f} | near 2 on 2 cores |"]
+    if build:
+        lines += build_lines()
     if ci:
         seconds, status = ci_run_seconds()
         lines.append(f"| `.ci/run` on a fresh clone (creating .venv included), exit {status} | "

@@ -12,9 +12,10 @@ from .signal import (
                      SignalExplorer,
                      signal_explorer,
                      signal_grid,
+                     signal_profiles,
                      signal_stats,
 )
 from .static import static_explorer
 
 __all__ = ["EXPLORER_ACTIVATIONS", "EXPLORER_INITS", "LRExplorer", "SignalExplorer", "explorer_bundle", "lr_explorer",
-           "signal_explorer", "signal_grid", "signal_stats", "static_explorer", "widget_bundle"]
+           "signal_explorer", "signal_grid", "signal_profiles", "signal_stats", "static_explorer", "widget_bundle"]

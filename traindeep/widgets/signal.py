@@ -6,7 +6,9 @@ importable (and the static figures usable) without a front end.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import itertools
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -15,7 +17,7 @@ from matplotlib.ticker import LogLocator, NullFormatter
 
 from .. import generator as shifted_generator
 from .. import seed_everything
-from ..nets import INIT_SCHEMES, mlp
+from ..nets import ACTIVATIONS, INIT_SCHEMES, init_linear_, mlp
 from ..plots import positive
 from ..probes import layer_stats
 from .bundle import explorer_bundle, live_widget
@@ -35,17 +37,180 @@ def _log_limits(values, min_decades=3):
     return 10 ** (low - pad), 10 ** (high + pad)
 
 
-def signal_stats(depth=20, activation="tanh", init="xavier_normal", scale=1.0, width=128,
-                 n_samples=256, seed=0):
-    """Layer statistics of a freshly initialized deep MLP on standard-normal inputs."""
+def _probe_batch(width, n_samples, seed):
+    """The standard-normal inputs and random labels every explorer network is measured on."""
     generator = shifted_generator(seed)
     X = torch.randn(n_samples, width, generator=generator)
     y = torch.randint(0, 10, (n_samples,), generator=generator)
+    return X, y
+
+
+def signal_stats(depth=20, activation="tanh", init="xavier_normal", scale=1.0, width=128,
+                 n_samples=256, seed=0):
+    """Layer statistics of a freshly initialized deep MLP on standard-normal inputs."""
+    X, y = _probe_batch(width, n_samples, seed)
     with torch.random.fork_rng():
         seed_everything(seed)
         net = mlp(width, 10, depth=depth, width=width, activation=activation, init=init,
                   std=0.05, scale=scale)
     return layer_stats(net, X, y)
+
+
+def _weights(depths, init, scale, width, seed):
+    """The Linear layers `signal_stats` draws for each depth, built once for all of them.
+
+    `nets.mlp` draws its hidden layers in order and then its output layer. Every hidden layer here is
+    width x width, so a network of depth d has the first d hidden layers of a deeper one (same seed):
+    the deepest network's hidden layers serve every depth, and only the output layer is drawn again,
+    from where the random stream stood after d hidden layers. Returns (hidden layers, {depth: output
+    layer}) as weight and bias tensors.
+    """
+    deepest, states, hidden = max(depths), {}, []
+    with torch.random.fork_rng():
+        seed_everything(seed)
+        for i in range(deepest + 1):
+            if i in depths:
+                states[i] = torch.get_rng_state()
+            if i < deepest:
+                hidden.append(init_linear_(torch.nn.Linear(width, width), init, 0.05, scale))
+        heads = {}
+        for depth in depths:
+            torch.set_rng_state(states[depth])
+            heads[depth] = init_linear_(torch.nn.Linear(width, 10), init, 0.05, scale)
+    return [(m.weight.detach(), m.bias.detach()) for m in hidden], {d: (m.weight.detach(), m.bias.detach())
+                                                                    for d, m in heads.items()}
+
+
+def signal_profiles(settings, width=128, n_samples=256, seed=0) -> dict:
+    """The explorer's two curves for many networks at once: {(depth, activation, init, scale):
+    (act_spread, back_norm)} for each setting, equal to `signal_stats`'s to float32 rounding, in a
+    fraction of its time.
+
+    Each network is drawn once for all depths (see `_weights`) and the networks are stacked, so that
+    a layer of all of them is one batched matrix product (as in `batched`). For each activation the
+    forward pass runs once to the deepest depth asked for and serves every depth; networks whose
+    hidden layers come out identical (Xavier and LeCun on square layers: sqrt(2 / (w + w)) =
+    sqrt(1 / w)) share it. The backward signal is carried down from each network's own output layer
+    through the activation's slope as autograd computes it, without the weight gradients that
+    `layer_stats` also computes. Cheapest when the settings form a grid.
+    """
+    settings = list(dict.fromkeys(tuple(s) for s in settings))
+    if n_samples < 2:
+        raise ValueError(f"signal_profiles needs a batch of at least 2 inputs to measure a spread, got {n_samples}")
+    for depth, activation, _, _ in settings:
+        if not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"depth must be an int >= 1, got {depth!r}")
+        if activation not in ACTIVATIONS or activation == "identity":
+            raise ValueError(f"unknown activation {activation!r}; expected one of "
+                             f"{', '.join(repr(a) for a in ACTIVATIONS if a != 'identity')}")
+    pairs = list(dict.fromkeys((init, scale) for _, _, init, scale in settings))
+    stack = _Stack(pairs, {s[0] for s in settings}, width, seed)
+    X, y = _probe_batch(width, n_samples, seed)
+    out = {}
+    for activation in dict.fromkeys(s[1] for s in settings):
+        depths = sorted({s[0] for s in settings if s[1] == activation})
+        spread, back = stack.profiles(activation, depths, X, y)
+        for depth, _, init, scale in (s for s in settings if s[1] == activation):
+            k = stack.order.index(pairs.index((init, scale)))
+            out[(depth, activation, init, scale)] = (spread[k, :depth].numpy(), back[depth][k].numpy())
+    return {setting: out[setting] for setting in settings}
+
+
+@contextlib.contextmanager
+def _subnormals_flushed():
+    """Arithmetic on subnormal floats (below 1.2e-38) is several times slower on a CPU, and a vanishing
+    backward signal passes through them. Inside this block they count as zero. It must not hold around a
+    norm: the squares of entries below 1e-19 are subnormal, and `layer_stats` keeps them."""
+    flushing = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if flushing:
+            torch.set_flush_denormal(False)
+
+
+def _spread(a):
+    """`LayerStats.act_spread` of each network in a stack (K, batch, units): every unit's std across the
+    batch, averaged over units. Two passes in float64 give float32 `std`'s result (which accumulates in
+    float64) to rounding, at a quarter of its cost."""
+    x = a.double()
+    deviations = x - x.mean(dim=1, keepdim=True)
+    return (deviations.square().sum(dim=1) / (a.shape[1] - 1)).sqrt().mean(dim=1).float()
+
+
+class _Stack:
+    """The networks of every (init, scale) pair, stacked for batched matrix products: hidden weights
+    W[i] (K, out, in), biases b[i] (K, 1, out), and the output layer of each depth.
+
+    Networks with identical hidden layers go forward once. Inside the stack the networks are ordered
+    with one of each kind of hidden layers first (the `passes` that go forward) and their `twins`
+    after; `order[j]` is the pair at position j.
+    """
+
+    def __init__(self, pairs, depths, width, seed):
+        built = [_weights(depths, init, scale, width, seed) for init, scale in pairs]
+        deepest = max(depths)
+        firsts, twin_of = [], {}
+        for k, (hidden, _) in enumerate(built):
+            match = next((j for j, f in enumerate(firsts) if all(
+                torch.equal(w, v) and torch.equal(c, d) for (w, c), (v, d) in zip(hidden, built[f][0]))), None)
+            if match is None:
+                firsts.append(k)
+            else:
+                twin_of[k] = match
+        self.order = firsts + list(twin_of)
+        self.passes = len(firsts)
+        self.twins = torch.tensor(list(twin_of.values()), dtype=torch.long)
+        self.W = [torch.stack([built[k][0][i][0] for k in self.order]) for i in range(deepest)]
+        self.b = [torch.stack([built[k][0][i][1] for k in self.order]).unsqueeze(1) for i in range(deepest)]
+        self.heads = {d: (torch.stack([built[k][1][d][0] for k in self.order]).transpose(1, 2),
+                          torch.stack([built[k][1][d][1] for k in self.order]).unsqueeze(1)) for d in depths}
+
+    def _all(self, passes):
+        """A tensor over the forward passes, extended with a copy for each twin."""
+        return passes if not len(self.twins) else torch.cat([passes, passes[self.twins]])
+
+    def profiles(self, activation, depths, X, y):
+        """(act_spread (K, deepest), {depth: back_norm (K, depth)}) with `activation`, in `order`."""
+        function, P = ACTIVATIONS[activation](), self.passes
+        h, slopes, spreads, tops = X.expand(P, *X.shape), [], [], {}
+        for i in range(max(depths)):
+            z = torch.baddbmm(self.b[i][:P], h, self.W[i][:P].transpose(1, 2)).requires_grad_()
+            a = function(z)
+            slope, = torch.autograd.grad(a, z, torch.ones_like(a))  # the activation's backward, as autograd has it
+            h = a.detach()
+            slopes.append(slope)
+            spreads.append(_spread(h))
+            if i + 1 in depths:
+                tops[i + 1] = self._all(h)
+        # The backward signal, carried down from every depth's output layer at once: grad[k, j] is network
+        # k's dL/dh for the j-th deepest output layer (each joins on reaching its own depth).
+        from_top = sorted(depths, reverse=True)
+        grad, norms = None, []
+        for layer in range(max(depths), 0, -1):
+            if layer in depths:
+                W_out, b_out = self.heads[layer]
+                top = tops[layer].requires_grad_()
+                logits = torch.baddbmm(b_out, top, W_out)
+                K, B = logits.shape[:2]
+                # Each network's mean cross-entropy; summing over the stack keeps their gradients apart.
+                loss = torch.nn.functional.cross_entropy(logits.reshape(K * B, -1), y.repeat(K), reduction="sum") / B
+                joining = torch.autograd.grad(loss, top)[0].unsqueeze(1)
+                grad = joining if grad is None else torch.cat([grad, joining], dim=1)
+            norms.append(grad.flatten(2).norm(dim=2))
+            if layer > 1:
+                # An entry flushed here is below 1e-38: its square does not reach a norm in float32 either,
+                # and the product adds it to entries 1e17 times larger.
+                with _subnormals_flushed():
+                    slope = slopes[layer - 1].unsqueeze(1)
+                    grad[:P] *= slope
+                    if len(self.twins):
+                        grad[P:] *= slope[self.twins]
+                    K, heads, B, width = grad.shape
+                    grad = torch.bmm(grad.view(K, heads * B, width), self.W[layer - 1]).view(K, heads, B, -1)
+        norms = norms[::-1]  # layer 1 first
+        back = {d: torch.stack([n[:, j] for n in norms[:d]], 1) for j, d in enumerate(from_top)}
+        return self._all(torch.stack(spreads, 1)), back
 
 
 class SignalExplorer:
@@ -136,9 +301,10 @@ class SignalExplorer:
         controls = [(name, "init scale" if name == "scale" else name, list(values),
                      p[name] if p[name] in values else values[len(values) // 2]) for name, values in grid.items()]
 
-        def compute(**setting):
-            stats = signal_stats(width=p["width"], **setting)
-            return stats.act_spread, stats.back_norm
+        profiles = signal_profiles(itertools.product(*grid.values()), width=p["width"])
+
+        def compute(depth, activation, init, scale):
+            return profiles[(depth, activation, init, scale)]
 
         panels = [{"title": "forward: std over the batch, per unit", "xlabel": "hidden layer",
                    "ylabel": "spread across inputs", "logy": True, "colour": "#1f77b4"},
@@ -166,12 +332,13 @@ def signal_grid(activations=("sigmoid", "tanh", "relu"),
                              figsize=(3.0 * len(activations), 2.3 * len(inits)),
                              constrained_layout=True, squeeze=False)
     layers = np.arange(1, depth + 1)
+    profiles = signal_profiles(itertools.product([depth], activations, inits, scales))
     for row, init in enumerate(inits):
         for col, activation in enumerate(activations):
             ax = axes[row, col]
             for i, scale in enumerate(scales):
-                stats = signal_stats(depth=depth, activation=activation, init=init, scale=scale)
-                ax.plot(layers, positive(stats.act_spread), color=f"C{i}", label=f"x {scale:g}")
+                spread, _ = profiles[(depth, activation, init, scale)]
+                ax.plot(layers, positive(spread), color=f"C{i}", label=f"x {scale:g}")
             ax.set_yscale("log")
             ax.set_title(f"{activation} / {init}", fontsize=9)
             if col == 0:
