@@ -147,7 +147,8 @@ def test_unusable_rosters_are_refused_with_a_reason(graded, tmp_path):
 
 
 def test_grade_writes_the_gradebook_after_a_real_batch(tmp_path, capsys):
-    """End to end on the tiny lab: `grade --roster --lms canvas` after grading two real submissions."""
+    """End to end on the tiny lab: `grade --roster --lms canvas --similarity` after grading three real
+    submissions (two of them the same notebook)."""
     solution = tmp_path / "tiny.ipynb"
     nbformat.write(tiny_solution(), solution)
     subs = tmp_path / "subs"
@@ -159,11 +160,14 @@ def test_grade_writes_the_gradebook_after_a_real_batch(tmp_path, capsys):
     roster = write_csv(tmp_path / "roster.csv", CANVAS_ROSTER[:4])
     out = tmp_path / "out"
     assert main(["grade", str(solution), str(subs), "--out", str(out), "--seed", "1", "--roster", str(roster),
-                 "--lms", "canvas", "--assignment", "Tiny lab", "--workers", "2"]) == 0
+                 "--lms", "canvas", "--assignment", "Tiny lab", "--workers", "2", "--similarity"]) == 0
     rows = {r[1]: r[-1] for r in read_csv(out / "canvas.csv")[2:]}
     assert rows == {"1001": "2", "1002": "4"}, "q1's 2 points for Jane, all 4 for Bob"
     assert [r[:2] for r in read_csv(out / "unmatched.csv")[1:]] == [["no roster row", "latecomer"]]
     assert "latecomer" in capsys.readouterr().out
+    with open(out / "similarity" / "similarity.csv", newline="") as f:
+        similar = {(r["student_a"], r["student_b"], r["question"]): r["flagged"] for r in csv.DictReader(f)}
+    assert similar[("latecomer", "smithbob_1002_9_tiny", "q3")] == "yes", "two copies of one text are flagged"
 
 
 def test_lms_needs_a_roster(tmp_path, capsys):

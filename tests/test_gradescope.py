@@ -18,11 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 import jsonschema
 import nbformat
 import pytest
-from labtools import ROOT, write_variant
+from labtools import ROOT
 from tinylab import ANSWER_1, tiny_solution, with_answers
 
 from traindeep.__main__ import main
 from traindeep.course import gradescope
+from traindeep.course.labformat import is_answer, question_of
+from traindeep.course.notebooks import read_notebook
 
 LAB01 = ROOT / "solutions" / "lab01_signal_propagation.ipynb"
 VISIBILITY = {"enum": ["hidden", "after_due_date", "after_published", "visible"]}
@@ -89,6 +91,7 @@ def run_autograder(root):
            "TRAINDEEP_AUTOGRADER_PYTHON": str(ROOT / ".venv" / "bin" / "python"), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([str(root / "run_autograder")], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "could not be run" not in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((root / "results" / "results.json").read_text())
     jsonschema.validate(results, RESULTS_SCHEMA)
     return results, done.stdout
@@ -120,6 +123,15 @@ def test_the_zip_has_gradescopes_layout(lab01_zip, tmp_path):
     assert "bubblewrap" in setup and "requirements.txt" in setup and '"$SOURCE/package"' in setup
     root = gradescope.unpack(lab01_zip, tmp_path / "root")
     assert subprocess.run(["bash", "-n", str(root / "source" / "setup.sh")]).returncode == 0
+    # What setup.sh installs from the zip is a complete package (the wheel holds every module).
+    built = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "pip", "wheel", "-q", "--no-deps",
+                            "--no-build-isolation", str(root / "source" / "package"), "-w", str(tmp_path / "wheel")],
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = (tmp_path / "wheel").glob("traindeep-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        assert {"traindeep/course/gradescope.py", "traindeep/course/judge.py", "traindeep/widgets/explorer.js"} \
+            <= set(zf.namelist())
 
 
 def test_a_lab_without_questions_is_refused(tmp_path, capsys):
@@ -133,8 +145,12 @@ def lab01_results(lab01_zip, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("runs")
     subs = tmp / "subs"
     subs.mkdir()
-    write_variant(LAB01, subs, "swapped_fans", "q2", ('fan = fan_in if mode == "fan_in" else fan_out',
-                                                      'fan = fan_out if mode == "fan_in" else fan_in'))
+    nb = read_notebook(LAB01)
+    (q2,) = [c for c in nb.cells if is_answer(c) and question_of(c) == "q2"]
+    right = 'fan = fan_in if mode == "fan_in" else fan_out'
+    assert right in q2.source
+    q2.source = q2.source.replace(right, 'fan = fan_out if mode == "fan_in" else fan_in')
+    nbformat.write(nb, subs / "swapped_fans.ipynb")
     notebooks = {"solution": LAB01, "unfilled": ROOT / "labs" / LAB01.name, "swapped_fans": subs / "swapped_fans.ipynb"}
     roots = {name: autograder_tree(tmp, lab01_zip, path, name) for name, path in notebooks.items()}
     with ThreadPoolExecutor(2) as pool:

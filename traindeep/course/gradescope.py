@@ -212,6 +212,9 @@ def run(root) -> dict:
     print(isolation)
     grader = Grader(root / "source" / config["solution"], timeout=config["timeout"],
                     cell_timeout=config["cell_timeout"], memory_gb=config["memory_gb"], sandbox=isolated)
+    # The feedback's probe lines, with their drawn inputs and expected values, go only into the entries
+    # Gradescope shows after the due date (results_json keeps them out of everything visible before).
+    grader.release_details = True
     item, problem = _pick(collect([root / "submission"]) if (root / "submission").is_dir() else [], config["lab"])
     if item is None:
         results = _ungraded(grader, problem, isolation)
@@ -219,7 +222,7 @@ def run(root) -> dict:
         try:
             grader.prepare()
         except Exception as error:  # the lab's side failed: say so, and give no one a silent zero
-            print(f"the solution could not be run: {error}", file=sys.stderr)
+            print(f"the solution could not be run: {error}")  # stdout: what Gradescope shows the instructor
             results = _ungraded(grader, "The autograder failed on the instructor's side (not because of your "
                                          "work); your instructor will regrade this submission.", isolation)
         else:
