@@ -1,6 +1,7 @@
 """`labs vet` on the tiny lab: declared mistakes, grades across draws, time margins, and the grader's redraw."""
 
 import csv
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -8,8 +9,9 @@ from tinylab import tiny_solution
 
 from traindeep.__main__ import main
 from traindeep.course.grade import Grader, grade_batch
-from traindeep.course.labformat import LabFormatError, lab_cell_timeout, mistakes
+from traindeep.course.labformat import LabFormatError, lab_cell_timeout, mistakes, questions
 from traindeep.course.labs import lab_from_solution
+from traindeep.course.notebooks import read_notebook
 from traindeep.course.vet import vet_lab
 
 pytestmark = pytest.mark.filterwarnings("ignore::nbformat.warnings.DuplicateCellId")
@@ -100,6 +102,7 @@ def test_a_solution_that_loses_a_point_or_a_slow_cell_fails(tmp_path):
 ])
 def test_declarations_are_checked_with_clear_errors(entry, message):
     nb = tiny_solution()
+    nb.metadata["traindeep"]["questions"][0]["forbid"] = []
     nb.metadata["traindeep"]["questions"][1]["forbid"] = ["torch.sqrt"]
     nb.metadata["traindeep"]["mistakes"] = [entry]
     with pytest.raises(LabFormatError) as error:
@@ -161,3 +164,19 @@ def test_a_probe_no_draw_can_pass_is_dropped_and_the_batch_still_grades(tmp_path
     assert "probe q2/never DROPPED for this batch" in row["status"]
     feedback = (tmp_path / "out" / "feedback" / "ana.md").read_text()
     assert "(not graded) never: dropped for this batch" in feedback and "5 new draws failed too" in feedback
+
+
+SOLUTIONS = sorted((Path(__file__).resolve().parent.parent / "solutions").glob("*.ipynb"))
+ALIASES = ("torch.ops", "torch._C", "torch._VF", "getattr(", "importlib")
+
+
+@pytest.mark.parametrize("solution", SOLUTIONS, ids=lambda p: p.stem)
+def test_every_lab_declares_six_variants_an_alternative_and_an_aliased_delegation(solution):
+    nb = read_notebook(solution)
+    declared = mistakes(nb)
+    kinds = [m.kind for m in declared]
+    assert len(declared) >= 6 and "alternative" in kinds, kinds
+    if any(q.forbid for q in questions(nb)):
+        aliased = [m.name for m in declared if m.kind == "delegation"
+                   and any(alias in new for e in m.edits for _, new in e.replace for alias in ALIASES)]
+        assert aliased, "a lab that forbids helpers declares a delegation through an alias"
