@@ -43,6 +43,12 @@ def main(argv=None) -> int:
     grade.add_argument("--memory-gb", type=float, default=4.0, help="memory limit per submission")
     grade.add_argument("--seed", type=int, help="seed for the probes' inputs (default: random)")
     grade.add_argument("--max-mb", type=float, default=20.0, help="largest submission file read, in MB")
+    grade.add_argument("--judge-timeout", type=float,
+                       help="seconds the judge may spend on one probe's value (default: twice the cell limit)")
+    grade.add_argument("--release-details", action="store_true",
+                       help="show hidden probes' drawn inputs and expected values in the feedback (after the deadline)")
+    grade.add_argument("--only", metavar="NAME",
+                       help="regrade the one student NAME into the existing --out folder (logged in regrade.log)")
     grade.add_argument("--no-sandbox", action="store_true",
                        help="run student code WITHOUT isolation (unsafe: only for your own test notebooks)")
     grade.add_argument("--roster", help="an LMS roster export (CSV) to match submissions to students")
@@ -175,7 +181,9 @@ def _run(args) -> int:
         try:
             result = grade_batch(args.solution, args.submissions, args.out, workers=args.workers,
                                  timeout=args.timeout, cell_timeout=args.cell_timeout, memory_gb=args.memory_gb,
-                                 seed=args.seed, sandbox=not args.no_sandbox, max_mb=args.max_mb)
+                                 seed=args.seed, sandbox=not args.no_sandbox, max_mb=args.max_mb,
+                                 judge_timeout=args.judge_timeout, release_details=args.release_details,
+                                 only=args.only)
         except (LabFormatError, NotebookError, RuntimeError) as error:  # the instructor's side is wrong
             print(f"error: {error}", file=sys.stderr)
             return 2
@@ -215,7 +223,7 @@ def _run(args) -> int:
         if missing:
             print(f"error: no such notebook: {', '.join(missing)}", file=sys.stderr)
             return 2
-        runs = verify(notebooks, offsets, threads, cell_timeout=args.cell_timeout)
+        runs = verify(notebooks, offsets, threads, cell_timeout=args.cell_timeout, out=args.out)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(report(runs))
         failing = sum(not r.ok for r in runs)

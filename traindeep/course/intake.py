@@ -5,11 +5,14 @@ named `*.ipynb`, devices and oversized files are refused with a status that
 says why, and never followed or read. Student names are printable, free of
 path separators, and unique (case-insensitively, since feedback files may land
 on a case-insensitive disk); the original file name is kept, escaped, in its
-own column.
+own column. When two submissions would get the same name, neither keeps it:
+each gets a suffix drawn from its own path, so no sort order decides who is
+who, and a file named after another submission's student is flagged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
@@ -26,6 +29,7 @@ class Submission:
     student: str  # sanitized and unique in the batch
     original: str  # the path as given, with unprintable characters escaped
     problem: str | None = None  # why it cannot be graded, when it cannot
+    flag: str | None = None  # what a marker should look at (a file named after another student)
 
 
 def escaped(text: str, limit: int = 300) -> str:
@@ -44,6 +48,14 @@ def one_line(text: str, limit: int = 300) -> str:
     return escaped(str(text).replace("\r", " ").replace("\n", " ").replace("\t", " "), limit)
 
 
+def code_span(text: str, limit: int = 300) -> str:
+    """`text` on one line, as a Markdown code span that nothing inside it can close."""
+    line = one_line(text, limit)
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", line)), default=0) + 1)
+    pad = " " if not line or line[0] == "`" or line[-1] == "`" else ""
+    return f"{fence}{pad}{line}{pad}{fence}"
+
+
 def sanitized(name: str) -> str:
     """Letters, digits, '.', '_' and '-' only; no leading dots; never empty."""
     name = unicodedata.normalize("NFKC", name)
@@ -52,8 +64,9 @@ def sanitized(name: str) -> str:
     return name or "submission"
 
 
-def _candidates(items) -> list[Path]:
-    """Every path that looks like a submission, without following links; folders are searched."""
+def _candidates(items) -> list[tuple[Path, Path | None]]:
+    """(path, the folder given that holds it, or None) for every path that looks like a submission, without
+    following links; folders are searched."""
     found = []
     for item in map(Path, items):
         if item.is_dir() and not item.is_symlink() and item.suffix != ".ipynb":
@@ -61,33 +74,58 @@ def _candidates(items) -> list[Path]:
                 dirs[:] = sorted(d for d in dirs if d != ".ipynb_checkpoints" and not d.startswith("."))
                 here = Path(folder)
                 # A folder named *.ipynb is not searched: it gets a row saying it is not a file.
-                found += [here / d for d in dirs if d.endswith(".ipynb")]
+                found += [(here / d, item) for d in dirs if d.endswith(".ipynb")]
                 dirs[:] = [d for d in dirs if not d.endswith(".ipynb")]
-                found += [here / f for f in sorted(files) if f.endswith(".ipynb")]
+                found += [(here / f, item) for f in sorted(files) if f.endswith(".ipynb")]
         else:
-            found.append(item)
-    return sorted(set(found), key=lambda p: str(p))
+            found.append((item, None))
+    return sorted(dict(found).items(), key=lambda pair: str(pair[0]))
 
 
-def _student_name(path: Path) -> str:
-    """The file's stem, or its folder's name when the file keeps the lab's name (alice/lab01_x.ipynb)."""
-    stem = path.name[:-len(".ipynb")] if path.name.endswith(".ipynb") else path.name
-    if stem.startswith(("lab", "coursework")) and path.parent.name:
+def _stem(path: Path) -> str:
+    return path.name[:-len(".ipynb")] if path.name.endswith(".ipynb") else path.name
+
+
+def _student_name(path: Path, root: Path | None, alone: bool) -> str:
+    """The student's folder when the file sits alone in a folder below the one given (per-student folders),
+    or keeps the lab's name (alice/lab01_x.ipynb); else the file's stem."""
+    if root is not None and path.parent != root and alone:
         return path.parent.name
-    return stem
+    if _stem(path).startswith(("lab", "coursework")) and path.parent.name:
+        return path.parent.name
+    return _stem(path)
 
 
 def collect(items) -> list[Submission]:
-    """One Submission per candidate path, names sanitized and de-duplicated in path order."""
-    result, taken = [], set()
-    for path in _candidates(items):
-        base = sanitized(_student_name(path))
-        name, n = base, 1
-        while name.casefold() in taken:
-            n += 1
-            name = f"{base}-{n}"
-        taken.add(name.casefold())
-        result.append(Submission(path, name, escaped(str(path)), _refusal(path)))
+    """One Submission per candidate path, names sanitized and unique whatever the order of the paths."""
+    candidates = _candidates(items)
+    per_folder: dict = {}
+    for path, _ in candidates:
+        per_folder[path.parent] = per_folder.get(path.parent, 0) + 1
+    bases = [sanitized(_student_name(path, root, per_folder[path.parent] == 1)) for path, root in candidates]
+    count: dict = {}
+    for base in bases:
+        count[base.casefold()] = count.get(base.casefold(), 0) + 1
+    shared = {i for i, base in enumerate(bases) if count[base.casefold()] > 1}
+    names = list(bases)  # a shared one is replaced below, once every unshared name is known
+    taken = {n.casefold() for i, n in enumerate(names) if i not in shared}
+    for i in sorted(shared):
+        digest = hashlib.sha256(str(candidates[i][0]).encode("utf-8", "surrogateescape")).hexdigest()
+        size = 6
+        while f"{bases[i]}-{digest[:size]}".casefold() in taken:
+            size += 2
+        names[i] = f"{bases[i][:MAX_NAME - size - 1]}-{digest[:size]}"
+        taken.add(names[i].casefold())
+    result = []
+    final = {n.casefold() for n in names}
+    for i, ((path, _), name) in enumerate(zip(candidates, names)):
+        flag = None
+        stem = sanitized(_stem(path)).casefold()
+        if i in shared:
+            flag = f"named by path: another submission would also be named {bases[i]}"
+        elif stem != name.casefold() and stem in final:
+            flag = f"SUSPICIOUS: its file is named {sanitized(_stem(path))}, another submission's student"
+        result.append(Submission(path, name, escaped(str(path)), _refusal(path), flag))
     return result
 
 

@@ -1,14 +1,16 @@
 """The trusted side of a probe: compute its value from the raw data a student's run returned.
 
 `python -m traindeep.course.judge CALL_TIMEOUT` never executes student code.
-It reads two JSON lines on stdin: first the lab's helper cells (instructor
+It reads on stdin first a JSON line with the lab's helper cells (instructor
 code: data, reference networks, the training routine), which it runs while
-the student's notebook is still executing; then the tasks, each a probe's
-`value` expression and the payload its `call` produced in the student's
-kernel. Each expression is evaluated with `result` bound to the decoded
+the student's notebook is still executing; then the tasks, one at a time,
+each a JSON line (a probe's key and `value` expression) followed by a line
+holding the payload its `call` emitted in the student's kernel, as it was
+emitted. Each expression is evaluated with `result` bound to the decoded
 payload (NumPy arrays for tensors), so every statistic and every retraining
 happens here, where the student cannot patch `torch` or `math`. It writes one
-JSON line: {key: {"value": ...} or {"error": ...}}.
+JSON line: {key: {"value": ...} or {"error": ...}}; a value larger than
+MAX_VALUE_CHARS as JSON is an error, so what returns to the grader is small.
 """
 
 from __future__ import annotations
@@ -43,28 +45,33 @@ def prepare(helpers: list[str]) -> dict:
     return namespace
 
 
-def evaluate(namespace: dict, tasks: list[dict], call_timeout: float) -> dict:
-    from .payload import PayloadError, decode, plain
+MAX_VALUE_CHARS = 1 << 20  # the labs' values are lists of a few thousand numbers at most
 
-    values = {}
+
+def evaluate(namespace: dict, expression: str, text: str, call_timeout: float) -> dict:
+    """{"value": ...} or {"error": ...}: `expression` with `result` bound to the emitted payload `text`."""
+    from .payload import PayloadError, parse, plain
+
     signal.signal(signal.SIGALRM, _alarm)
-    for task in tasks:
-        key = task["key"]
+    try:
+        _, result, error = parse(text)
+        if error is not None:
+            return {"error": error}
+        signal.setitimer(signal.ITIMER_REAL, call_timeout)
         try:
-            result = decode(task["payload"])
-            signal.setitimer(signal.ITIMER_REAL, call_timeout)
-            try:
-                value = eval(task["value"], namespace, {"result": result})
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            values[key] = {"value": plain(value)}
-        except CallTimeout:
-            values[key] = {"error": f"judging took longer than {call_timeout:.0f} s"}
-        except PayloadError as error:
-            values[key] = {"error": f"unreadable result: {error}"}
-        except Exception as error:  # the student's data made the instructor's check fail
-            values[key] = {"error": f"{type(error).__name__}: {error}"[:300]}
-    return values
+            value = plain(eval(expression, namespace, {"result": result}))
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        if len(json.dumps(value)) > MAX_VALUE_CHARS:
+            return {"error": f"the value is larger than {MAX_VALUE_CHARS >> 20} MB as JSON, far more than "
+                             "the question asks for"}
+        return {"value": value}
+    except CallTimeout:
+        return {"error": f"judging took longer than {call_timeout:.0f} s"}
+    except PayloadError as error:
+        return {"error": f"unreadable result: {error}"}
+    except Exception as error:  # the student's data made the instructor's check fail
+        return {"error": f"{type(error).__name__}: {error}"[:300]}
 
 
 def main(call_timeout: float) -> None:
@@ -72,9 +79,11 @@ def main(call_timeout: float) -> None:
     answer = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)
     namespace = prepare(json.loads(sys.stdin.readline())["helpers"])  # while the student's run goes on
-    line = sys.stdin.readline()
-    tasks = json.loads(line)["tasks"] if line.strip() else []
-    answer.write(json.dumps(evaluate(namespace, tasks, call_timeout)) + "\n")
+    values = {}
+    while header := sys.stdin.readline():
+        task = json.loads(header)
+        values[task["key"]] = evaluate(namespace, task["value"], sys.stdin.readline(), call_timeout)
+    answer.write(json.dumps(values) + "\n")
     answer.close()
 
 

@@ -164,14 +164,58 @@ def stub_source(cell) -> str:
     return pattern.sub(lambda m: "\n".join(m.group(1) + line for line in stub.splitlines()), cell.source)
 
 
-def is_unanswered(source: str, cell_type: str = "code") -> bool:
-    """True when an answer cell still holds the stub (or nothing)."""
+def is_unanswered(source: str, cell_type: str = "code", stub: str | None = None) -> bool:
+    """True when an answer cell holds nothing, the stub (whitespace aside), or only stubs.
+
+    A code cell whose stub leaves functions to write (`def fans(weight): ... raise
+    NotImplementedError`) is unanswered while every one of them still raises
+    NotImplementedError; one written function makes it an answer, partial but
+    graded. Without `stub`, a cell counts as unanswered when it is the bare
+    code stub or every function it defines is still a stub.
+    """
     stripped = source.strip()
-    if not stripped:
+    if not stripped or (stub is not None and "".join(source.split()) == "".join(stub.split())):
         return True
-    if cell_type == "code":
-        return "raise NotImplementedError" in source and "# YOUR CODE HERE" in source
-    return stripped == TEXT_STUB
+    if cell_type != "code":
+        return stripped == TEXT_STUB
+    if "".join(source.split()) == "".join(CODE_STUB.split()):
+        return True
+    written = _stub_functions(source)
+    if written is None:  # does not parse: the student's own text
+        return False
+    if stub is None:
+        return bool(written) and all(written.values())
+    left = [name for name, empty in (_stub_functions(stub) or {}).items() if empty]
+    if not left:
+        return False
+    defined = defined_names(source)
+    return all(written[name] if name in written else name not in defined for name in left)
+
+
+def _stub_functions(source: str) -> dict | None:
+    """{function name: whether its body only raises NotImplementedError} for the module-level functions
+    of `source` (a docstring aside); None when it does not parse."""
+    import ast
+
+    trees = _parse_code(source)
+    if not trees:
+        return None
+    found = {}
+    for node in trees[0].body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body[1:] if node.body and isinstance(node.body[0], ast.Expr) and \
+                isinstance(node.body[0].value, ast.Constant) and isinstance(node.body[0].value.value, str) \
+                else node.body
+            found[node.name] = len(body) == 1 and isinstance(body[0], ast.Raise) and body[0].exc is not None \
+                and _raises_not_implemented(body[0].exc)
+    return found
+
+
+def _raises_not_implemented(exc) -> bool:
+    import ast
+
+    target = exc.func if isinstance(exc, ast.Call) else exc
+    return isinstance(target, ast.Name) and target.id == "NotImplementedError"
 
 
 def judge(probe: Probe, value, reference) -> tuple[bool, str]:
@@ -386,23 +430,184 @@ def parse_python(source: str):
 def forbidden_uses(source: str, forbid, context=()) -> list[str]:
     """The names in `forbid` (dotted, like `torch.nn.init`) that the code `source` uses.
 
-    Reads the code, never runs it: imports and attribute chains are resolved
-    through the aliases the cell itself imports (`from torch import nn` makes
-    `nn.init.x` mean `torch.nn.init.x`). Not a defence against deliberate
-    obfuscation, which a marker can see in the answer. `context` holds the
-    sources of the lab's helper cells: their imports name the modules an
-    answer refers to (`probes` after `from traindeep import probes`), without
-    counting as uses themselves.
+    Reads the code as IPython would run it (magics become calls, a cell magic's
+    body is read too), never runs it. Names are resolved through the imports
+    and plain assignments of the cell (`from torch import nn` makes `nn.init.x`
+    mean `torch.nn.init.x`), through `getattr`, `importlib.import_module`,
+    `__import__` and `sys.modules[...]` with a constant name (string pieces
+    joined with `+`, f-strings without fields and `"".join([...])` count as
+    constant). `context` holds other cells' sources (the lab's helper cells,
+    the student's other answers): their imports name the modules an answer
+    refers to, without counting as uses themselves.
+
+    When `forbid` is not empty, any use of a private door into torch's
+    operators (`torch.ops`, `torch._C`, `torch._VF`, ...) counts as forbidden
+    too, and forbidding `torch.nn.functional.X` forbids its alias `torch.X`.
+    What it cannot see, a name computed at run time (`getattr(torch.nn, name)`),
+    `suspicious_uses` flags for a marker.
     """
+    aliases = dict(DEFAULT_ALIASES)
+    for other in context:
+        for tree in _parse_code(other):
+            _imports(tree, aliases, set())
+    used = set()
+    for tree in _parse_code(source):
+        used |= _uses(tree, aliases)
+    wanted = {name: name for name in forbid}
+    wanted.update({"torch." + name.rsplit(".", 1)[1]: name for name in forbid
+                   if name.startswith("torch.nn.functional.")})
+    found = {shown for name, shown in wanted.items() for u in used
+             if u == name or u.startswith(name + ".") or u.endswith("." + name)}
+    if forbid:
+        found |= {door for door in TORCH_BACKDOORS for u in used if u == door or u.startswith(door + ".")}
+    return sorted(found)
+
+
+def suspicious_uses(source: str) -> list[str]:
+    """What in an answer cell reaches code by a computed name or reaches into the kernel's machinery:
+    `getattr` with a non-constant name, `__import__`, `importlib`, `sys.modules`, `globals()`, `vars()`,
+    `eval`/`exec`, `__dict__`, and IPython's hooks (`get_ipython`, `events.register`, `display_pub`,
+    `sys.displayhook`, `publish_display_data`). Short descriptions, sorted; [] for ordinary code."""
     import ast
 
-    try:
-        tree = parse_python(source)
-    except SyntaxError:
-        return []
-    aliases, used = {"nn": "torch.nn", "F": "torch.nn.functional"}, set()
+    found = set()
+    if "get_ipython" in _name_tokens(source):  # magics become get_ipython() calls: count only the written ones
+        found.add("get_ipython()")
+    aliases = dict(DEFAULT_ALIASES)
+    for tree in _parse_code(source):
+        _imports(tree, aliases, set())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id in DYNAMIC_BUILTINS:
+                found.add(f"{node.id}()" if node.id != "__builtins__" else node.id)
+            elif isinstance(node, ast.Attribute) and node.attr in DYNAMIC_ATTRIBUTES:
+                found.add(node.attr)
+            elif isinstance(node, ast.Attribute) and node.attr in ("register", "unregister", "callbacks") and \
+                    isinstance(node.value, ast.Attribute) and node.value.attr == "events":
+                found.add("events." + node.attr)
+            elif isinstance(node, ast.Name) and node.id in DYNAMIC_ATTRIBUTES:
+                found.add(node.id)
+            elif isinstance(node, ast.ImportFrom):
+                found |= {a.name for a in node.names if a.name in DYNAMIC_ATTRIBUTES}
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in (
+                    "getattr", "setattr", "delattr", "hasattr") and (len(node.args) < 2 or
+                                                                      _constant(node.args[1]) is None):
+                found.add(f"{node.func.id} with a computed name")
+            if isinstance(node, (ast.Name, ast.Attribute)):
+                chain = _resolve(node, aliases)
+                if chain and (chain == "importlib" or chain.startswith("importlib.")):
+                    found.add("importlib")
+                elif chain == "sys.modules":
+                    found.add(chain)
+    return sorted(found)
 
-    def imports(node, record):
+
+def defined_names(source: str) -> set[str]:
+    """The names a code cell binds at module level: functions, classes, imports, assignments."""
+    import ast
+
+    names: set[str] = set()
+    for tree in _parse_code(source):
+        stack = list(tree.body)
+        while stack:
+            node = stack.pop()
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+                continue
+            if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+                continue
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names |= {(a.asname or a.name).split(".")[0] for a in node.names if a.name != "*"}
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.id)
+            stack.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def referenced_names(source: str) -> set[str]:
+    """Every plain name a code cell (or an expression) reads."""
+    import ast
+
+    return {node.id for tree in _parse_code(source) for node in ast.walk(tree)
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+
+
+DEFAULT_ALIASES = {"nn": "torch.nn", "F": "torch.nn.functional"}
+# Private doors into torch's operators: a function a question forbids is reachable through each of them.
+TORCH_BACKDOORS = ("torch.ops", "torch._C", "torch._VF", "torch._refs", "torch._decomp", "torch._prims")
+DYNAMIC_BUILTINS = ("__import__", "eval", "exec", "compile", "globals", "vars", "locals", "__builtins__")
+DYNAMIC_ATTRIBUTES = ("__dict__", "__globals__", "__builtins__", "__getattribute__", "display_pub",
+                      "displayhook", "publish_display_data")
+
+
+MAX_SOURCE_CHARS = 200_000  # larger code is never parsed here: its syntax tree could take gigabytes
+
+
+def _parse_code(source: str) -> list:
+    """The syntax trees of a code cell as IPython runs it: the cell with its magics turned into calls, then
+    each cell magic's body. [] when it does not parse (then it does not run either), and for code over
+    MAX_SOURCE_CHARS (the grader refuses to run such an answer)."""
+    import ast
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    if len(source) > MAX_SOURCE_CHARS:
+        return []
+    try:
+        text = TransformerManager().transform_cell(source)
+    except Exception:  # IPython could not transform it: read it as plain Python
+        text = source
+    try:
+        tree = parse_python(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    trees = [tree]
+    for node in ast.walk(tree):
+        # A cell magic's body, and a line magic's argument (%time, %timeit), may be code it runs.
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
+                "run_cell_magic", "run_line_magic") and node.args and _constant(node.args[-1]) is not None:
+            trees += _parse_code(_constant(node.args[-1]))
+    return trees
+
+
+def _name_tokens(source: str) -> set[str]:
+    """The identifiers in `source` outside comments and strings."""
+    import io
+    import tokenize
+
+    names = set()
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type == tokenize.NAME:
+                names.add(token.string)
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        names |= set(re.findall(r"[A-Za-z_]\w*", source))
+    return names
+
+
+def _constant(node) -> str | None:
+    """The string a node always evaluates to ('a' + 'b', f'ab', ''.join(['a', 'b'])), else None."""
+    import ast
+
+    if isinstance(node, ast.Constant):
+        return node.value if isinstance(node.value, str) else None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _constant(node.left), _constant(node.right)
+        return left + right if left is not None and right is not None else None
+    if isinstance(node, ast.JoinedStr):
+        parts = [_constant(v) for v in node.values]
+        return "".join(parts) if all(p is not None for p in parts) else None
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join" \
+            and len(node.args) == 1 and isinstance(node.args[0], (ast.List, ast.Tuple)):
+        sep, parts = _constant(node.func.value), [_constant(e) for e in node.args[0].elts]
+        return sep.join(parts) if sep is not None and all(p is not None for p in parts) else None
+    return None
+
+
+def _imports(tree, aliases: dict, record: set) -> None:
+    """Add the tree's imports (and `name = <dotted path>` assignments) to `aliases`; record imported names."""
+    import ast
+
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
                 aliases[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
@@ -411,23 +616,59 @@ def forbidden_uses(source: str, forbid, context=()) -> list[str]:
             for a in node.names:
                 aliases[a.asname or a.name] = f"{node.module}.{a.name}"
                 record.add(f"{node.module}.{a.name}")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            chain = _resolve(node.value, aliases)
+            if chain and chain != node.targets[0].id:
+                aliases[node.targets[0].id] = chain
 
-    for helper in context:
-        try:
-            for node in ast.walk(parse_python(helper)):
-                imports(node, set())
-        except SyntaxError:
-            continue
+
+def _uses(tree, aliases: dict) -> set[str]:
+    """Every dotted name the tree reaches: imports, attribute chains, and constant-name dynamic access."""
+    import ast
+
+    used: set[str] = set()
+    _imports(tree, aliases, used)
     for node in ast.walk(tree):
-        imports(node, used)
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Attribute, ast.Name)):
-            parts = []
-            while isinstance(node, ast.Attribute):
-                parts.append(node.attr)
-                node = node.value
-            if isinstance(node, ast.Name):
-                parts.append(aliases.get(node.id, node.id))
-                used.add(".".join(reversed(parts)))
-    return sorted({name for name in forbid for u in used
-                   if u == name or u.startswith(name + ".") or u.endswith("." + name)})
+        if isinstance(node, (ast.Attribute, ast.Name, ast.Call, ast.Subscript)):
+            chain = _resolve(node, aliases)
+            if chain:
+                used.add(chain)
+    return used
+
+
+def _resolve(node, aliases: dict, depth: int = 0) -> str | None:
+    """The dotted name an expression stands for (`nn.init` -> `torch.nn.init`,
+    `getattr(torch.nn, "init")` -> `torch.nn.init`), or None."""
+    import ast
+
+    if depth > 50:
+        return None
+    if isinstance(node, ast.Name):
+        return aliases.get(node.id, node.id)
+    if isinstance(node, ast.Attribute):
+        inner = _resolve(node.value, aliases, depth + 1)
+        return f"{inner}.{node.attr}" if inner else None
+    if isinstance(node, ast.Call):
+        func = _resolve(node.func, aliases, depth + 1)
+        name = _constant(node.args[1]) if func in ("getattr", "builtins.getattr") and len(node.args) >= 2 else None
+        if name is not None:
+            inner = _resolve(node.args[0], aliases, depth + 1)
+            return f"{inner}.{name}" if inner else None
+        if func in ("importlib.import_module", "__import__", "builtins.__import__") and node.args:
+            return _constant(node.args[0])
+        if func in ("vars", "builtins.vars") and len(node.args) == 1:
+            return _resolve(node.args[0], aliases, depth + 1)
+        return None
+    if isinstance(node, ast.Subscript):
+        key = _constant(node.slice)
+        if key is None:
+            return None
+        inner = _resolve(node.value, aliases, depth + 1)
+        if inner == "sys.modules":
+            return key
+        if inner and inner.endswith(".__dict__"):
+            return f"{inner[:-len('.__dict__')]}.{key}"
+        if isinstance(node.value, ast.Call) and inner:  # vars(module)["name"]
+            return f"{inner}.{key}"
+    return None

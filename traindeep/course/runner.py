@@ -1,8 +1,10 @@
 """Inside the sandbox: execute the notebook given on stdin, write what happened to stdout as JSON.
 
 `python -m traindeep.course.runner CELL_TIMEOUT` runs the cells in a fresh
-kernel with nbclient. A cell that passes the per-cell timeout is interrupted
-and the run goes on, so later questions still count. It writes, on stderr, the
+kernel with nbclient. A cell whose kernel uses more than CELL_TIMEOUT seconds
+of CPU time, or waits three times that long, is interrupted and the run goes
+on, so later questions still count; counting CPU time keeps a cell's limit the
+same however busy the machine is. It writes, on stderr, the
 index of each cell as it starts (the grader names that cell if the run is
 killed) and, at the end on stdout, one JSON object: every cell's outputs,
 trimmed, the events (cell interrupted, kernel died) by cell index, and each
@@ -17,7 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -49,9 +53,11 @@ def execute(nb, cell_timeout: float, progress) -> dict:
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
 
-    events, started, seconds, current = [], {}, {}, {"cell": None}
+    events, started, seconds, current = [], {}, {}, {"cell": None, "cpu": 0.0}
+    interrupted = set()
 
     def on_cell_start(cell, cell_index):
+        current["cpu"] = _kernel_cpu(client)
         current["cell"] = cell_index
         started[cell_index] = time.monotonic()
         progress.write(f"@cell {cell_index}\n")
@@ -59,23 +65,75 @@ def execute(nb, cell_timeout: float, progress) -> dict:
 
     def on_cell_executed(cell, cell_index, execute_reply):
         seconds[cell_index] = round(time.monotonic() - started[cell_index], 3)
-        if seconds[cell_index] >= cell_timeout and any(
+        current["cell"] = None
+        if (cell_index in interrupted or seconds[cell_index] >= WAIT_FACTOR * cell_timeout) and any(
                 o.get("ename") == "KeyboardInterrupt" for o in cell.get("outputs", [])):
             events.append({"event": "cell_timeout", "cell": cell_index})
 
-    client = NotebookClient(nb, timeout=cell_timeout, allow_errors=True, interrupt_on_timeout=True,
+    def watch():  # interrupt a cell once its kernel has used cell_timeout seconds of CPU time
+        while not done.wait(0.1):
+            index, pid = current["cell"], _kernel_pid(client)
+            if index is None or pid is None or index in interrupted:
+                continue
+            if _kernel_cpu(client) - current["cpu"] > cell_timeout and current["cell"] == index:
+                interrupted.add(index)
+                try:
+                    os.kill(pid, signal.SIGINT)  # what nbclient's own interrupt sends
+                except OSError:
+                    pass
+
+    # nbclient's own timeout is the wall-time backstop, for a cell that waits rather than computes.
+    client = NotebookClient(nb, timeout=WAIT_FACTOR * cell_timeout, allow_errors=True, interrupt_on_timeout=True,
                             kernel_name="python3", resources={"metadata": {"path": os.getcwd()}},
                             on_cell_start=on_cell_start, on_cell_executed=on_cell_executed,
                             iopub_timeout=10, shutdown_kernel="immediate")
+    done = threading.Event()
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     try:
         client.execute()
     except DeadKernelError:
         events.append({"event": "kernel_died", "cell": current["cell"]})
     except Exception as error:  # nbclient's other failures: report, keep what ran
         events.append({"event": "run_failed", "cell": current["cell"], "error": type(error).__name__})
+    finally:
+        done.set()
     return {"cells": [[trimmed(o) for o in cell.get("outputs", [])] if cell.cell_type == "code" else []
                       for cell in nb.cells],
             "events": events, "seconds": [seconds.get(i) for i in range(len(nb.cells))]}
+
+
+WAIT_FACTOR = 3  # a cell that waits (sleeps, blocks) is interrupted after this many times the limit
+
+
+def _kernel_pid(client) -> int | None:
+    try:
+        return client.km.provisioner.pid
+    except AttributeError:
+        return None
+
+
+def _kernel_cpu(client) -> float:
+    """CPU seconds used so far by the kernel and every process it started."""
+    import psutil
+
+    pid = _kernel_pid(client)
+    if pid is None:
+        return 0.0
+    try:
+        kernel = psutil.Process(pid)
+        processes = [kernel, *kernel.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system + (times.children_user + times.children_system
+                                              if process is kernel else 0.0)
+    return total
 
 
 def main(cell_timeout: float) -> None:
