@@ -18,6 +18,14 @@ def test_explorer_update_changes_the_figure_in_place():
     assert explorer.png() != before and explorer.png()[:4] == b"\x89PNG"
 
 
+def test_explorer_computes_and_encodes_a_setting_once():
+    explorer = widgets.signal_explorer(depth=6, activation="relu", init="he_normal")
+    stats, picture = explorer.update(), explorer.png()
+    assert explorer.update(depth=6) is stats and explorer.png() is picture  # the widget's first call: nothing new
+    changed = explorer.update(depth=7)
+    assert changed is not stats and changed.depth == 7 and explorer.png() != picture
+
+
 def test_explorer_rejects_unknown_parameter():
     with pytest.raises(TypeError, match="unknown explorer parameter"):
         widgets.signal_explorer().update(lr=0.1)

@@ -177,7 +177,9 @@ class _Stack:
         for i in range(max(depths)):
             z = torch.baddbmm(self.b[i][:P], h, self.W[i][:P].transpose(1, 2)).requires_grad_()
             a = function(z)
-            slope, = torch.autograd.grad(a, z, torch.ones_like(a))  # the activation's backward, as autograd has it
+            # The activation's backward as autograd has it, at a gradient of ones (through a sum: passing the
+            # ones as grad_outputs makes the first call of a process import sympy, half a second).
+            slope, = torch.autograd.grad(a.sum(), z)
             h = a.detach()
             slopes.append(slope)
             spreads.append(_spread(h))
@@ -199,8 +201,8 @@ class _Stack:
                 grad = joining if grad is None else torch.cat([grad, joining], dim=1)
             norms.append(grad.flatten(2).norm(dim=2))
             if layer > 1:
-                # An entry flushed here is below 1e-38: its square does not reach a norm in float32 either,
-                # and the product adds it to entries 1e17 times larger.
+                # An entry flushed here is below 1e-38: its square underflows in a float32 norm anyway, and
+                # what it would add to the layer below is as small.
                 with _subnormals_flushed():
                     slope = slopes[layer - 1].unsqueeze(1)
                     grad[:P] *= slope
@@ -244,17 +246,21 @@ class SignalExplorer:
         for ax in self.axes:
             ax.yaxis.set_major_locator(LogLocator(numticks=6))
             ax.yaxis.set_minor_formatter(NullFormatter())
-        self._widget = None
+        self._widget, self._stats, self._png = None, None, None
         self.update(**self.params)
 
     def update(self, **params):
-        """Recompute the statistics for `params` and redraw the figure."""
+        """Recompute the statistics for `params` and redraw the figure (nothing to do when they are
+        the ones shown: the live widget's first call repeats the explorer's own)."""
         unknown = set(params) - set(self.params)
         if unknown:
             raise TypeError(f"unknown explorer parameter(s) {sorted(unknown)}; "
                             f"expected some of {sorted(self.params)}")
+        if self._stats is not None and {**self.params, **params} == self.params:
+            return self._stats
         self.params.update(params)
-        stats = signal_stats(**self.params)
+        stats = self._stats = signal_stats(**self.params)
+        self._png = None
         layers = np.arange(1, stats.depth + 1)
         self.act_line.set_data(layers, positive(stats.act_spread))
         self.grad_line.set_data(layers, positive(stats.back_norm))
@@ -267,9 +273,12 @@ class SignalExplorer:
         return stats
 
     def png(self) -> bytes:
-        buffer = io.BytesIO()
-        self.fig.savefig(buffer, format="png")
-        return buffer.getvalue()
+        """The figure as `update` last drew it, encoded once."""
+        if self._png is None:
+            buffer = io.BytesIO()
+            self.fig.savefig(buffer, format="png")
+            self._png = buffer.getvalue()
+        return self._png
 
     @property
     def widget(self):
