@@ -327,8 +327,11 @@ class Grader:
                 flags.append(f"{q.id} is unanswered but {passed} of its probes passed")
             for probe, why in (d for d in self.dropped if d[0].question == q.id):
                 lines.append(f"- (not graded) {probe.name}: dropped for this batch, its {probe.probe.points:g} "
-                             f"point(s) count for no one ({why})")
-            lines += [f"- (inputs drawn again) {note}" for note in self.redrawn if note.startswith(q.id + "/")]
+                             f"point(s) count for no one ({why})")  # its inputs grade no one: no need to hide them
+            redrawn = [note for note in self.redrawn if note.startswith(q.id + "/")]
+            lines += [f"- (inputs drawn again) {note}" for note in redrawn] if self.release_details else \
+                [f"- {len(redrawn)} probe(s) got new inputs for this batch (the solution failed the first ones)"] \
+                if redrawn else []
             if stubbed or undefined or forbidden:
                 points = 0.0
             scores[q.id] = round(points, 4)
