@@ -123,6 +123,27 @@ def test_signal_profiles_equal_the_per_network_statistics():
     assert vanished >= 2  # the subnormal range was reached, and matched
 
 
+def test_the_stacked_networks_are_the_ones_mlp_draws():
+    import torch
+
+    from traindeep import nets, seed_everything
+    from traindeep.widgets.signal import NORMAL_STD, _Stack
+
+    pairs = [("he_normal", 0.5), ("xavier_normal", 2.0), ("lecun_normal", 2.0), ("normal", 1.0), ("he_uniform", 1.0)]
+    stack = _Stack(pairs, {2, 5}, width=16, seed=3)
+    assert stack.passes == 4  # Xavier and LeCun x 2 have identical hidden layers: one forward pass
+    for position, k in enumerate(stack.order):
+        init, scale = pairs[k]
+        for depth in (2, 5):
+            with torch.random.fork_rng():
+                seed_everything(3)
+                linears = [m for m in nets.mlp(16, 10, depth=depth, width=16, init=init, std=NORMAL_STD, scale=scale)
+                           if isinstance(m, torch.nn.Linear)]
+            for i, layer in enumerate(linears[:-1]):
+                assert torch.equal(stack.W[i][position], layer.weight) and not stack.b[i][position].any()
+            assert torch.equal(stack.heads[depth][0][position], linears[-1].weight.T), (init, scale, depth)
+
+
 def test_signal_profiles_refuse_what_signal_stats_cannot_measure():
     with pytest.raises(ValueError, match="depth must be an int >= 1, got 0"):
         widgets.signal_profiles([(0, "tanh", "he_normal", 1.0)])

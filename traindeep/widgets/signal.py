@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import math
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,7 +18,7 @@ from matplotlib.ticker import LogLocator, NullFormatter
 
 from .. import generator as shifted_generator
 from .. import seed_everything
-from ..nets import ACTIVATIONS, INIT_SCHEMES, init_linear_, mlp
+from ..nets import ACTIVATIONS, INIT_SCHEMES, INIT_STD, init_linear_, mlp
 from ..plots import positive
 from ..probes import layer_stats
 from .bundle import explorer_bundle, live_widget
@@ -37,6 +38,17 @@ def _log_limits(values, min_decades=3):
     return 10 ** (low - pad), 10 ** (high + pad)
 
 
+NORMAL_STD = 0.05  # the std of the plain "normal" scheme in every explorer network
+# The schemes whose weights init_linear_ draws as normal_(0, sigma): exactly sigma (rounded to float32) times
+# the same layer's normal_(0, 1), so one draw of the random stream serves every scheme and scale.
+SCALED_SCHEMES = ("normal", "xavier_normal", "he_normal", "lecun_normal")
+
+
+def _sigma(init, scale, fan_in, fan_out):
+    """The weights' std that `nets.init_linear_` gives a layer (the equality tests hold them together)."""
+    return scale * (NORMAL_STD if init == "normal" else INIT_STD[init](fan_in, fan_out))
+
+
 def _probe_batch(width, n_samples, seed):
     """The standard-normal inputs and random labels every explorer network is measured on."""
     generator = shifted_generator(seed)
@@ -52,11 +64,11 @@ def signal_stats(depth=20, activation="tanh", init="xavier_normal", scale=1.0, w
     with torch.random.fork_rng():
         seed_everything(seed)
         net = mlp(width, 10, depth=depth, width=width, activation=activation, init=init,
-                  std=0.05, scale=scale)
+                  std=NORMAL_STD, scale=scale)
     return layer_stats(net, X, y)
 
 
-def _weights(depths, init, scale, width, seed):
+def _weights(depths, init, scale, width, seed, std=NORMAL_STD):
     """The Linear layers `signal_stats` draws for each depth, built once for all of them.
 
     `nets.mlp` draws its hidden layers in order and then its output layer. Every hidden layer here is
@@ -72,11 +84,11 @@ def _weights(depths, init, scale, width, seed):
             if i in depths:
                 states[i] = torch.get_rng_state()
             if i < deepest:
-                hidden.append(init_linear_(torch.nn.Linear(width, width), init, 0.05, scale))
+                hidden.append(init_linear_(torch.nn.Linear(width, width), init, std, scale))
         heads = {}
         for depth in depths:
             torch.set_rng_state(states[depth])
-            heads[depth] = init_linear_(torch.nn.Linear(width, 10), init, 0.05, scale)
+            heads[depth] = init_linear_(torch.nn.Linear(width, 10), init, std, scale)
     return [(m.weight.detach(), m.bias.detach()) for m in hidden], {d: (m.weight.detach(), m.bias.detach())
                                                                     for d, m in heads.items()}
 
@@ -133,9 +145,9 @@ def _spread(a):
     """`LayerStats.act_spread` of each network in a stack (K, batch, units): every unit's std across the
     batch, averaged over units. Two passes in float64 give float32 `std`'s result (which accumulates in
     float64) to rounding, at a quarter of its cost."""
-    x = a.double()
-    deviations = x - x.mean(dim=1, keepdim=True)
-    return (deviations.square().sum(dim=1) / (a.shape[1] - 1)).sqrt().mean(dim=1).float()
+    deviations = a.double()
+    deviations -= deviations.mean(dim=1, keepdim=True)
+    return (torch.linalg.vector_norm(deviations, dim=1) / math.sqrt(a.shape[1] - 1)).mean(dim=1).float()
 
 
 class _Stack:
@@ -148,12 +160,21 @@ class _Stack:
     """
 
     def __init__(self, pairs, depths, width, seed):
-        built = [_weights(depths, init, scale, width, seed) for init, scale in pairs]
-        deepest = max(depths)
+        deepest, standard, built, kinds = max(depths), None, [], []
+        for k, (init, scale) in enumerate(pairs):
+            if init in SCALED_SCHEMES:
+                if standard is None:  # the random stream's draws, once: std 1, scale 1
+                    standard = _weights(depths, "normal", 1.0, width, seed, std=1.0)
+                sigma = _sigma(init, scale, width, width)
+                built.append(([(w * sigma, b) for w, b in standard[0]],
+                              {d: (w * _sigma(init, scale, width, 10), b) for d, (w, b) in standard[1].items()}))
+                kinds.append(torch.tensor(sigma, dtype=torch.float32).item())  # the same: identical hidden layers
+            else:
+                built.append(_weights(depths, init, scale, width, seed))
+                kinds.append(("drawn alone", k))
         firsts, twin_of = [], {}
-        for k, (hidden, _) in enumerate(built):
-            match = next((j for j, f in enumerate(firsts) if all(
-                torch.equal(w, v) and torch.equal(c, d) for (w, c), (v, d) in zip(hidden, built[f][0]))), None)
+        for k, kind in enumerate(kinds):
+            match = next((j for j, f in enumerate(firsts) if kinds[f] == kind), None)
             if match is None:
                 firsts.append(k)
             else:
@@ -185,10 +206,8 @@ class _Stack:
             spreads.append(_spread(h))
             if i + 1 in depths:
                 tops[i + 1] = self._all(h)
-        # The backward signal, carried down from every depth's output layer at once: grad[k, j] is network
-        # k's dL/dh for the j-th deepest output layer (each joins on reaching its own depth).
-        from_top = sorted(depths, reverse=True)
-        grad, norms = None, []
+        # The backward signal, carried down from each depth's output layer; grads[d] is (K, batch, units).
+        grads, norms = {}, {d: [] for d in depths}
         for layer in range(max(depths), 0, -1):
             if layer in depths:
                 W_out, b_out = self.heads[layer]
@@ -197,21 +216,21 @@ class _Stack:
                 K, B = logits.shape[:2]
                 # Each network's mean cross-entropy; summing over the stack keeps their gradients apart.
                 loss = torch.nn.functional.cross_entropy(logits.reshape(K * B, -1), y.repeat(K), reduction="sum") / B
-                joining = torch.autograd.grad(loss, top)[0].unsqueeze(1)
-                grad = joining if grad is None else torch.cat([grad, joining], dim=1)
-            norms.append(grad.flatten(2).norm(dim=2))
+                grads[layer] = torch.autograd.grad(loss, top)[0]
+            for depth, grad in grads.items():
+                norms[depth].append(grad.flatten(1).norm(dim=1))
             if layer > 1:
+                slope = slopes[layer - 1]
+                twin_slope = slope[self.twins] if len(self.twins) else None
                 # An entry flushed here is below 1e-38: its square underflows in a float32 norm anyway, and
                 # what it would add to the layer below is as small.
                 with _subnormals_flushed():
-                    slope = slopes[layer - 1].unsqueeze(1)
-                    grad[:P] *= slope
-                    if len(self.twins):
-                        grad[P:] *= slope[self.twins]
-                    K, heads, B, width = grad.shape
-                    grad = torch.bmm(grad.view(K, heads * B, width), self.W[layer - 1]).view(K, heads, B, -1)
-        norms = norms[::-1]  # layer 1 first
-        back = {d: torch.stack([n[:, j] for n in norms[:d]], 1) for j, d in enumerate(from_top)}
+                    for depth, grad in grads.items():  # one product per depth: cheaper than one taller product
+                        grad[:P] *= slope
+                        if twin_slope is not None:
+                            grad[P:] *= twin_slope
+                        grads[depth] = torch.bmm(grad, self.W[layer - 1])
+        back = {d: torch.stack(n[::-1], 1) for d, n in norms.items()}  # layer 1 first
         return self._all(torch.stack(spreads, 1)), back
 
 
