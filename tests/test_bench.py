@@ -94,3 +94,11 @@ def test_a_build_is_timed_on_a_fresh_clone_beside_busy_processes(tmp_path, monke
     assert not os.path.exists(pythonpath)  # the clone is gone
     with pytest.raises(RuntimeError, match="borrows .*make venv"):
         bench.book_build_seconds(1, root=tmp_path)
+    # A Makefile whose book would reinstall the environment is refused before anything runs.
+    (repo / "Makefile").write_text("book: venv\n\ttrue\nvenv:\n\tpip install -e .\n")
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-am", "venv"], cwd=repo,
+                   check=True)
+    started.clear()
+    with pytest.raises(RuntimeError, match="would reinstall into"):
+        bench.book_build_seconds(1, busy=2, root=repo)
+    assert started == []

@@ -326,12 +326,17 @@ def book_build_seconds(threads: int, busy: int = 0, root=ROOT) -> tuple[float, i
         env = {**os.environ, "PYTHONPATH": str(clone)}
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             env.pop(name, None)  # THREADS decides, as for a user
+        command = ["make", "-o", ".venv/.installed", "book", f"THREADS={threads}"]
+        plan = subprocess.run([*command[:1], "-n", *command[1:]], cwd=clone, env=env, capture_output=True, text=True)
+        if "pip install" in plan.stdout:  # it would install the clone into the borrowed .venv, and break root's
+            raise RuntimeError(f"`make book` in a clone would reinstall into {venv}: the build bench expects the "
+                               "Makefile's environment target to be .venv/.installed")
         load = os.getloadavg()[0]
         neighbours = busy_processes(busy)
         try:
             start = time.perf_counter()
-            result = subprocess.run(["make", "-o", ".venv/.installed", "book", f"THREADS={threads}"], cwd=clone,
-                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            result = subprocess.run(command, cwd=clone, env=env, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
             return time.perf_counter() - start, result.returncode, load
         finally:
             stop_processes(neighbours)
