@@ -98,8 +98,9 @@ def signal_profiles(settings, width=128, n_samples=256, seed=0) -> dict:
     (act_spread, back_norm)} for each setting, equal to `signal_stats`'s to float32 rounding, in a
     fraction of its time.
 
-    Each network is drawn once for all depths (see `_weights`) and the networks are stacked, so that
-    a layer of all of them is one batched matrix product (as in `batched`). For each activation the
+    Each network is drawn once for all depths (see `_weights`; the normal schemes scale one draw, see
+    `SCALED_SCHEMES`) and the networks are stacked, so that a layer of all of them is one batched
+    matrix product (as in `batched`). For each activation the
     forward pass runs once to the deepest depth asked for and serves every depth; networks whose
     hidden layers come out identical (Xavier and LeCun on square layers: sqrt(2 / (w + w)) =
     sqrt(1 / w)) share it. The backward signal is carried down from each network's own output layer
@@ -131,8 +132,9 @@ def signal_profiles(settings, width=128, n_samples=256, seed=0) -> dict:
 @contextlib.contextmanager
 def _subnormals_flushed():
     """Arithmetic on subnormal floats (below 1.2e-38) is several times slower on a CPU, and a vanishing
-    backward signal passes through them. Inside this block they count as zero. It must not hold around a
-    norm: the squares of entries below 1e-19 are subnormal, and `layer_stats` keeps them."""
+    backward signal passes through them. Inside this block they count as zero (and after it, they are
+    kept again). It must not hold around a norm: the squares of entries below 1e-19 are subnormal, and
+    `layer_stats` keeps them."""
     flushing = torch.set_flush_denormal(True)
     try:
         yield
@@ -144,7 +146,7 @@ def _subnormals_flushed():
 def _spread(a):
     """`LayerStats.act_spread` of each network in a stack (K, batch, units): every unit's std across the
     batch, averaged over units. Two passes in float64 give float32 `std`'s result (which accumulates in
-    float64) to rounding, at a quarter of its cost."""
+    float64) to rounding, for a fraction of its cost."""
     deviations = a.double()
     deviations -= deviations.mean(dim=1, keepdim=True)
     return (torch.linalg.vector_norm(deviations, dim=1) / math.sqrt(a.shape[1] - 1)).mean(dim=1).float()
