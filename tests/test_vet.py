@@ -180,3 +180,26 @@ def test_every_lab_declares_six_variants_an_alternative_and_an_aliased_delegatio
         aliased = [m.name for m in declared if m.kind == "delegation"
                    and any(alias in new for e in m.edits for _, new in e.replace for alias in ALIASES)]
         assert aliased, "a lab that forbids helpers declares a delegation through an alias"
+
+
+def test_a_run_over_the_output_cap_is_split_into_fewer_draws(tmp_path, monkeypatch):
+    # Lab 1's probes return whole weight tensors: 50 draws of them pass the runner's 64 MB output cap.
+    from traindeep.course import vet
+    from traindeep.course.grade import Evaluation
+
+    path = lab(tmp_path, [ADDS])
+    runs = []
+
+    def fake_evaluate(self, graded):
+        keys = [p.key for p in self.probes]
+        runs.append(len({p.name.split("#")[1] for p in self.probes if p.probe.draw}))
+        if runs[-1] > 2:
+            return Evaluation({}, ["stopped: wrote more than 64 MB of output"], None)
+        return Evaluation({k: {"error": "not run in this test"} for k in keys}, [], None)
+
+    monkeypatch.setattr(vet._TimedGrader, "_evaluate", fake_evaluate)
+    grader = vet._TimedGrader(path, seed=0)
+    per_draw = vet.drawn_probes(path, 0, 5)
+    evaluation, _ = vet._evaluate(grader, tiny_solution(), per_draw, list(range(5)))
+    assert runs == [5, 2, 3, 1, 2]  # 5 draws, then 2 + 3, the 3 split again into 1 + 2
+    assert evaluation.problems == [] and len(evaluation.values) == len({p.key for d in per_draw for p in d})

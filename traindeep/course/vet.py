@@ -68,6 +68,7 @@ class Vetting:
     rows: list = field(default_factory=list)
     failures: list = field(default_factory=list)
     full: dict = field(default_factory=dict)  # question id -> its points (automatic questions)
+    feedback: dict = field(default_factory=dict)  # variant -> what its student would read (draw 0)
     slowest: list = field(default_factory=list)  # (seconds, what), slowest first, from the solution's run
     seconds: float = 0.0
 
@@ -174,11 +175,13 @@ def stub_notebook(solution: Path, nb):
     return stub
 
 
-def score(grader: Grader, graded, answered: dict, evaluation) -> dict:
-    """{question id: (points, {probe name: why it failed})}, by the grader's own per-question rule."""
+def score(grader: Grader, graded, answered: dict, evaluation) -> tuple[dict, str]:
+    """{question id: (points, {probe name: why it failed})} by the grader's own per-question rule, and the
+    feedback a student would read."""
     scored = grader.score(graded, answered, evaluation)
+    feedback = "\n".join(line for q in scored.feedback for line in scored.feedback[q])
     return {q: (points, {name.rsplit("#", 1)[0]: why for name, why in scored.failed[q].items()})
-            for q, points in scored.scores.items()}
+            for q, points in scored.scores.items()}, feedback
 
 
 def vet_lab(solution, draws: int = 50, seed: int = 0, workers: int = 1, timeout: float | None = None,
@@ -196,11 +199,10 @@ def vet_lab(solution, draws: int = 50, seed: int = 0, workers: int = 1, timeout:
 
     log(f"{solution.name}: the solution, then {len(runs)} variant run(s), {draws} draws each")
     graded, _, answered = splice(nb, nb)
-    evaluation = grader._evaluate(graded)
-    nb_run, seconds = getattr(grader._local, "timing", (None, None))
+    evaluation, slowest = _evaluate(grader, graded, per_draw, list(range(draws)))
     vetting.failures += [f"solution: {p}" for p in evaluation.problems]
     grader.reference = {k: v["value"] for k, v in evaluation.values.items() if "value" in v}
-    vetting.slowest = _slowest(nb_run, seconds)
+    vetting.slowest = slowest
     if vetting.slowest and vetting.slowest[0][0] > limit / MARGIN:
         took, what = vetting.slowest[0]
         vetting.failures.append(f"solution: {what} took {took:.1f} s at one thread, more than a third of the "
@@ -213,29 +215,53 @@ def vet_lab(solution, draws: int = 50, seed: int = 0, workers: int = 1, timeout:
         if not any(answered.values()):  # the grader runs nothing for a notebook without answers
             evaluation = None
         else:
-            evaluation = grader._evaluate(graded)
+            evaluation, _ = _evaluate(grader, graded, per_draw, list(range(len(per_draw))))
         log(f"  graded {variant.label}")
         return variant, _scores(grader, per_draw, graded, answered, evaluation)
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
         results += list(pool.map(run, runs))
-    for variant, scores in results:
+    for variant, (scores, feedback) in results:
         _check(vetting, variant, scores, nb)
+        for name in [variant.label] + [m.name for m in variant.members]:
+            vetting.feedback[name] = feedback
     vetting.seconds = time.monotonic() - start
     return vetting
 
 
-def _scores(grader, per_draw, graded, answered, evaluation) -> list[dict]:
-    """One {question: (points, failed probes)} per draw."""
+def _evaluate(grader, graded, per_draw, draws: list) -> tuple:
+    """One run with the probes of `draws`; a run whose probe results pass the output cap is split in halves
+    (lab 1's probes return whole weight tensors). Returns the evaluation and the run's slowest cells."""
+    view = copy.copy(grader)
+    view.probes = list({id(p): p for d in draws for p in per_draw[d]}.values())
+    evaluation = view._evaluate(graded)
+    slowest = _slowest(*getattr(grader._local, "timing", (None, None)))
+    if len(draws) > 1 and any("wrote more than" in problem for problem in evaluation.problems):
+        half = len(draws) // 2
+        (first, slow_a), (second, slow_b) = (_evaluate(grader, graded, per_draw, part)
+                                             for part in (draws[:half], draws[half:]))
+        evaluation = dataclasses.replace(
+            first, values={**first.values, **second.values},
+            problems=list(dict.fromkeys(first.problems + second.problems)),
+            suspicious=list(dict.fromkeys(first.suspicious + second.suspicious)),
+            run_seconds=first.run_seconds + second.run_seconds)
+        slowest = sorted(slow_a + slow_b, key=lambda t: -t[0])[:5]
+    return evaluation, slowest
+
+
+def _scores(grader, per_draw, graded, answered, evaluation) -> tuple[list[dict], str]:
+    """One {question: (points, failed probes)} per draw, and the feedback of draw 0."""
     from .grade import Evaluation
 
     evaluation = evaluation or Evaluation({}, [], None)
-    result = []
+    result, feedback = [], []
     for probes in per_draw:
         view = copy.copy(grader)
         view.probes = probes
-        result.append(score(view, graded, answered, evaluation))
-    return result
+        points, text = score(view, graded, answered, evaluation)
+        result.append(points)
+        feedback.append(text)
+    return result, feedback[0]
 
 
 def _check(vetting: Vetting, variant: Variant, scores: list[dict], nb) -> None:
