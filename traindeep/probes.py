@@ -172,31 +172,37 @@ def _losses(history) -> np.ndarray:
 
 
 def diagnose(history, min_drop: float = 0.5, noise: float = 0.1, rise: float = 0.25,
-             explode: float = 2.0, steady: float = 0.5, min_length: int = 5) -> Diagnosis:
+             spike: float = 2.0, steady: float = 0.5, min_length: int = 5) -> Diagnosis:
     """Name the learning-rate problem that a training-loss history shows (see `Diagnosis`).
 
     `history` is a `train.History` (its per-step losses when it recorded them, else its per-epoch
-    training losses) or a plain sequence of losses. The history is cut into ten pieces whose
-    medians give its trend; thresholds are fractions of the starting loss (the first piece's
-    median), so the rules do not depend on the loss's units. In order:
+    training losses) or a plain sequence of losses. Every threshold is a fraction of the *initial*
+    loss, the first value of the history (the untrained network's loss), so the rules do not depend
+    on the loss's units and a blow-up in the first steps cannot move the reference. The history is
+    cut into ten pieces whose medians give its trend (`end` is the last piece's median). In order:
 
-    1. **diverged** (case C): a loss is NaN or infinite, or the last piece sits above `explode`
-       times the starting loss;
-    2. **too large** (case B): the loss blew up to ten times its very first value or more and ended
-       no lower than `1 - min_drop` of that value (it never recovered: often a network whose units
-       the blow-up killed); or after the first piece it spiked above `explode` times the largest
-       loss of that piece; or it climbed back by more than `rise` above its best piece;
-    3. when the loss fell by less than `min_drop` of its start: **too small** (case A) if it fell
-       steadily (a straight line explains at least `steady` of the variance of the pieces'
-       medians) or did not move at all, else **too large** (case B: it wanders without progress);
-    4. **too large** (case B): in the second half, the step-to-step jitter (std of consecutive
-       differences / sqrt 2, which ignores a smooth trend) exceeds `noise`;
+    1. **diverged** (case C), a rate far too large: a loss is NaN or infinite, or the loss ends above
+       `spike` times the initial loss;
+    2. **too large** (case B): it spiked above `spike` times the initial loss, whatever followed
+       (when it ends within `1 - min_drop` of the initial loss, the blow-up killed the network:
+       with cross-entropy it then sits near ln(classes), predicting every class alike); or it
+       climbed back by more than `rise` above its best piece (back near its start: the rate undid
+       what was learnt);
+    3. the *late jitter* is the step-to-step noise of the second half (std of consecutive
+       differences / sqrt 2, which ignores a smooth trend). When the loss fell by less than
+       `min_drop` of the initial loss: **too large** (case B: it wanders without progress) if the
+       jitter exceeds twice `noise` (a small rate on small batches jitters too), or if its pieces'
+       medians span more than `rise` and either it did not fall at all or no straight line explains
+       `steady` of their variance; else **too small**
+       (case A: it fell steadily, or hardly moved);
+    4. **too large** (case B): the late jitter exceeds `noise`;
     5. otherwise **fine**.
 
-    Raises `ValueError` for a finite history shorter than `min_length` (a NaN is conclusive at
-    any length). The rules are heuristics for cross-entropy-like losses that should fall well
-    below their starting value; a constant loss counts as case A although dead units (a rate so
-    large that it killed the network) look the same, so read the curve as well.
+    The letters are ordered A < fine < B < C with the rate: on the learning-rate explorer's grid
+    (tests/test_diagnose.py) a larger rate never gets an earlier letter. Raises `ValueError` for a
+    finite history shorter than `min_length` (a NaN is conclusive at any length). The rules are
+    heuristics for cross-entropy-like losses that should fall well below their initial value; a
+    loss that never moved at all counts as case A, so read the curve as well.
     """
     losses = _losses(history)
     if len(losses) == 0:
@@ -208,37 +214,37 @@ def diagnose(history, min_drop: float = 0.5, noise: float = 0.1, rise: float = 0
         raise ValueError(f"diagnose needs at least {min_length} losses to judge a trend, got {len(losses)}")
     size = max(1, len(losses) // 10)
     chunks = np.array([np.median(losses[i:i + size]) for i in range(0, len(losses) - size + 1, size)])
-    start, end, best = chunks[0], chunks[-1], chunks.min()
-    scale = abs(start) if start != 0 else 1.0
-    if end > explode * start:
-        return Diagnosis("diverged", "C", f"the loss exploded from {start:.3g} to {end:.3g}")
-    initial, peak = losses[0], losses.max()
-    if initial > 0 and peak > 10 * initial and end > (1 - min_drop) * initial:
-        return Diagnosis("too large", "B", f"the loss blew up to {peak:.3g} at step {int(np.argmax(losses))} and "
-                         f"never recovered: it ends at {end:.3g}, against {initial:.3g} at the first step")
-    first = losses[:size].max()  # the largest loss of the first piece: where training began
-    if len(losses) > size and losses[size:].max() > explode * first:
-        peak = losses[size:].max()
-        return Diagnosis("too large", "B", f"the loss spiked to {peak:.3g} ({peak / first:.1f} times its "
-                         f"early level) at step {size + int(np.argmax(losses[size:]))}")
+    initial, end, best = losses[0], chunks[-1], chunks.min()
+    scale = abs(initial) if initial != 0 else 1.0
+    peak, at = losses.max(), int(np.argmax(losses))
+    spiked = peak > initial + (spike - 1) * scale
+    if end > initial + (spike - 1) * scale:
+        return Diagnosis("diverged", "C", f"the loss exploded from {initial:.3g} to {end:.3g}")
+    learnt_nothing = end > initial - min_drop * scale  # back near the start: a network the rate killed
+    if spiked:
+        tail = (f"and never recovered: it ends at {end:.3g}, against {initial:.3g} at the first step"
+                if learnt_nothing else f"({peak / scale:.1f} times its initial value)")
+        return Diagnosis("too large", "B", f"the loss spiked to {peak:.3g} at step {at} {tail}")
     if end - best > rise * scale:
-        return Diagnosis("too large", "B", f"the loss climbed back from {best:.3g} to {end:.3g}")
-    drop = (start - end) / scale
+        tail = f", near its initial {initial:.3g}: the rate undid what was learnt" if learnt_nothing else ""
+        return Diagnosis("too large", "B", f"the loss climbed back from {best:.3g} to {end:.3g}{tail}")
+    drop = (initial - end) / scale
+    late = losses[len(losses) // 2:]
+    jitter = np.std(np.diff(late)) / np.sqrt(2) / scale if len(late) > 2 else 0.0
     if drop < min_drop:
         spread = np.var(chunks)
         fit = 1 - np.var(chunks - np.polyval(np.polyfit(np.arange(len(chunks)), chunks, 1),
                                              np.arange(len(chunks)))) / spread if spread > 0 else 1.0
-        if drop <= 0 and spread > 0 or fit < steady:
+        moved = chunks.max() - chunks.min() > rise * scale
+        if moved and (drop <= 0 or fit < steady) or jitter > 2 * noise:
             return Diagnosis("too large", "B", f"the loss wanders without progress (fell by {max(drop, 0):.0%} "
-                             f"of its start; a trend line explains {max(fit, 0):.0%} of its ups and downs)")
-        return Diagnosis("too small", "A", f"the loss fell by only {max(drop, 0):.0%} of its starting value "
-                         f"({start:.3g} to {end:.3g}; expected at least {min_drop:.0%})")
-    late = losses[len(losses) // 2:]
-    jitter = np.std(np.diff(late)) / np.sqrt(2) / scale if len(late) > 2 else 0.0
+                             f"of its initial value; a trend line explains {max(fit, 0):.0%} of its ups and downs)")
+        return Diagnosis("too small", "A", f"the loss fell by only {max(drop, 0):.0%} of its initial value "
+                         f"({initial:.3g} to {end:.3g}; expected at least {min_drop:.0%})")
     if jitter > noise:
-        return Diagnosis("too large", "B", f"the loss jumps by {jitter:.0%} of its starting value from step "
+        return Diagnosis("too large", "B", f"the loss jumps by {jitter:.0%} of its initial value from step "
                          f"to step late in training (threshold {noise:.0%})")
-    return Diagnosis("fine", "", f"the loss fell by {drop:.0%} of its starting value and settled "
+    return Diagnosis("fine", "", f"the loss fell by {drop:.0%} of its initial value and settled "
                      f"(late jitter {jitter:.0%})")
 
 
