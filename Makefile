@@ -74,7 +74,7 @@ VERIFY_THREADS ?= 1,2
 DRAWS ?= 50
 verify: venv
 	$(PY) -m traindeep verify --offsets $(OFFSETS) --threads $(VERIFY_THREADS) --out _build/verify.md
-	$(ONE_THREAD) $(PY) -m traindeep labs vet solutions/*.ipynb --draws $(DRAWS) --out _build/vet.md
+	$(ONE_THREAD) $(PY) -m traindeep labs vet solutions/*.ipynb --draws $(DRAWS) --workers 2 --out _build/vet.md
 
 slides: venv
 	$(PY) -m traindeep slides --out _build/slides
