@@ -84,3 +84,25 @@ def test_bad_grids_are_refused():
         sweep.sweep(fake_run, {"lr": []})
     with pytest.raises(ValueError, match="both in the grid and in fixed"):
         sweep.sweep(fake_run, {"lr": [0.1]}, fixed={"lr": 0.1, "batch_size": 16})
+
+
+def test_extend_to_interior_walks_each_contender_towards_its_own_best():
+    ladder = [10.0 ** k for k in range(-5, 3)]
+    optimum = {"low": 1e-4, "high": 10.0, "inside": 0.1, "far": 1e5}  # "far": beyond the ladder's top
+
+    def run(contender, lrs):
+        return [{**contender, "lr": lr, "seed": 0, "val_acc": -abs(math.log10(lr / optimum[contender["net"]]))}
+                for lr in lrs]
+
+    records = [r for net in optimum for r in run({"net": net}, [1e-2, 1e-1, 1.0])]
+    calls = []
+    extended = sweep.extend_to_interior(records, lambda c, lrs: calls.append((c["net"], lrs)) or run(c, lrs),
+                                        "net", ladder)
+    best = {row["net"]: row["lr"] for row in sweep.best_per(extended, "net", metrics=("val_acc",))}
+    assert best == {"low": 1e-4, "high": 10.0, "inside": 0.1, "far": 100.0}
+    assert ("inside", [1e-3]) not in calls and not any(net == "inside" for net, _ in calls)
+    assert [lrs for net, lrs in calls if net == "low"] == [[1e-3], [1e-4], [1e-5]]
+    # Only the contender that ran out of ladder is left on an edge, and the check names it.
+    edges = sweep.edge_bests(extended, "net")
+    assert len(edges) == 1 and "net=far: best lr 100" in edges[0], edges
+    assert extended[:len(records)] == records

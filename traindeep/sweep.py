@@ -117,6 +117,37 @@ def assert_interior(records: list[dict], by: str | list[str], tune: str = "lr", 
         raise AssertionError("best at a grid edge (extend the grid): " + "; ".join(edges))
 
 
+def extend_to_interior(records: list[dict], run, by: str | list[str], ladder, tune: str = "lr",
+                       metric: str = "val_acc", max_rounds: int = 4) -> list[dict]:
+    """Extend each contender's grid along `ladder` until its best `tune` value is interior.
+
+    Each round, every contender whose best sits on an edge of its grid gets the `ladder` value next
+    beyond that edge: `run(contender, [value])` trains it there (`contender` is the dict of its `by`
+    keys) and returns the new records. Stops when no best sits on an edge, when the ladder has no
+    value beyond an edge, or after `max_rounds` rounds; `edge_bests` on the result names what is left.
+    Returns the old records followed by the new ones.
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    ladder = sorted(ladder)
+    records = list(records)
+    for _ in range(max_rounds):
+        added = False
+        for row in best_per(records, by, tune, metric, metrics=(metric,)):
+            contender = {k: row[k] for k in by}
+            tried = sorted({r[tune] for r in records if all(r[k] == v for k, v in contender.items())})
+            if len(tried) >= 3 and tried[0] < row[tune] < tried[-1]:
+                continue
+            lower = [v for v in ladder if v < tried[0]]
+            upper = [v for v in ladder if v > tried[-1]]
+            beyond = (lower[-1:] if row[tune] == tried[0] else []) + (upper[:1] if row[tune] == tried[-1] else [])
+            if beyond:
+                records += run(contender, beyond)
+                added = True
+        if not added:
+            break
+    return records
+
+
 def _name(by: list[str], key: tuple) -> str:
     return ", ".join(f"{k}={v}" for k, v in zip(by, key))
 
