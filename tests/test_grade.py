@@ -874,3 +874,25 @@ def test_lab1_probes_check_the_distributions_shape_and_the_fill_in_place(tmp_pat
     failed = [line for line in outcome.feedback if line.startswith("- ✗")]
     assert [line.split(":")[0] for line in failed] == ["- ✗ uniform fill", "- ✗ normal fill with a gain",
                                                         "- ✗ lecun_normal_"], failed
+
+
+def test_a_failed_probe_shows_its_expected_value_where_that_gives_nothing_away(tmp_path):
+    nb = tiny_solution()
+    nb.metadata["traindeep"]["questions"][1]["probes"].append({"name": "he_std(64)", "call": "he_std(64)"})
+    nbformat.write(nb, tmp_path / "tiny.ipynb")
+    grader = Grader(tmp_path / "tiny.ipynb", seed=1)  # nothing runs: the reference values are set by hand
+    drawn_list, drawn_number, _, fixed = grader.probes
+    grader.reference = {drawn_list.key: [[0.5, 0.25]], drawn_number.key: 0.125, fixed.key: 0.125}
+    differs = "which differs from the expected value"
+    nested = f"item 0: item 1: got -0, {differs}"
+    # A probe with drawn inputs: its value belongs to inputs the student never sees, so it is shown.
+    assert f"item 0: item 1: got -0, expected 0.25 [0/{drawn_list.probe.points:g}]" in \
+        grader._probe_line(drawn_list, False, nested)
+    assert "got 0.0884, expected 0.125" in grader._probe_line(drawn_number, False, f"got 0.0884, {differs}")
+    # A probe on fixed inputs expects the same value in every batch: hidden, unless the details are released.
+    assert grader._probe_line(fixed, False, f"got 0.0884, {differs}").endswith("got 0.0884 [0/1]")
+    grader.release_details = True
+    assert "got 0.0884, expected 0.125" in grader._probe_line(fixed, False, f"got 0.0884, {differs}")
+    assert "item 0: item 1: got -0, expected 0.25" in grader._probe_line(drawn_list, False, nested)
+    # A path the reference does not have keeps the old wording rather than invent a value.
+    assert differs in grader._probe_line(drawn_list, False, f"item 3: got 1, {differs}")

@@ -341,11 +341,21 @@ class Grader:
         return Scored(scores, feedback, flags, failed)
 
     def _probe_line(self, probe: DrawnProbe, ok: bool, why: str) -> str:
-        """One feedback line: the probe, its verdict, its points; the drawn inputs and what was expected only
-        with release_details (hidden probes stay hidden until the lecturer releases them)."""
+        """One feedback line: the probe, its verdict, its points. The drawn inputs only with release_details
+        (hidden probes stay hidden until the lecturer releases them). A failed probe shows the value it
+        expected where that gives nothing away: with release_details, and for a probe that draws its inputs
+        (its value belongs to inputs the student never sees, drawn anew for every batch). A probe on fixed
+        inputs expects the same value in every batch, which an answer could simply return: it stays hidden."""
         inputs = ", ".join(f"{k}={v}" for k, v in probe.drawn.items()) if self.release_details else ""
-        if not ok and not self.release_details:
-            why = re.split(r", expected\b|, which differs from the expected value", why)[0]
+        differs = ", which differs from the expected value"
+        if not ok and (self.release_details or probe.probe.draw) and why.endswith(differs):
+            expected = (self.reference or {}).get(probe.key)
+            for i in re.findall(r"item (\d+): ", why[:-len(differs)]):  # _close's path into nested lists
+                expected = expected[int(i)] if isinstance(expected, list) and int(i) < len(expected) else None
+            if isinstance(expected, (int, float)) and not isinstance(expected, bool):
+                why = why[:-len(differs)] + f", expected {expected:.6g}"
+        elif not ok and not self.release_details:
+            why = re.split(r", expected\b|" + differs, why)[0]
         return (f"- {'✓' if ok else '✗'} {probe.name}" + (f" ({inputs})" if inputs else "")
                 + f": {'passed' if ok else one_line(why, 400)} [{probe.probe.points if ok else 0:g}/"
                 f"{probe.probe.points:g}]")
