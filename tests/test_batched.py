@@ -50,6 +50,47 @@ def test_each_stacked_run_is_exactly_fit(optimizer, runs):
             torch.testing.assert_close(W[k].detach(), linear.weight.detach(), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("norm,optimizer", [("batch", "sgd"), ("batch", "adamw"), ("layer", "sgd")])
+def test_stacked_runs_with_a_norm_are_exactly_fit(norm, optimizer):
+    splits = as_double(DIGITS)
+    shape = dict(depth=3, width=16, activation="relu", init="he_normal", norm=norm)
+    runs = RUNS if optimizer == "sgd" else [{"lr": 3e-3, "weight_decay": 0.1, "seed": 7}, {"lr": 1e-2, "seed": 8}]
+    histories, stack = batched.fit_many(runs, splits, epochs=2, batch_size=100, optimizer=optimizer,
+                                        record_steps=True, dtype=torch.float64, **shape)
+    for k, run in enumerate(runs):
+        expected, model = alone(run, splits, optimizer, 2, 100, **shape)
+        for metric in ("train_loss", "train_acc", "val_loss", "val_acc", "step_loss"):
+            assert getattr(histories[k], metric) == pytest.approx(getattr(expected, metric), rel=1e-9, abs=1e-12), \
+                (norm, k, metric)
+        norms = [m for m in model if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.LayerNorm))]
+        assert len(norms) == len(stack.gains) == 3
+        for i, layer in enumerate(norms):
+            torch.testing.assert_close(stack.gains[i][k, 0].detach(), layer.weight.detach(), rtol=1e-9, atol=1e-12)
+            torch.testing.assert_close(stack.shifts[i][k, 0].detach(), layer.bias.detach(), rtol=1e-9, atol=1e-12)
+            if norm == "batch":  # the evaluation statistics too, not only what training mode computes
+                torch.testing.assert_close(stack.running_mean[i][k, 0], layer.running_mean, rtol=1e-7, atol=1e-9)
+                torch.testing.assert_close(stack.running_var[i][k, 0], layer.running_var, rtol=1e-7, atol=1e-9)
+
+
+def test_batch_norm_refuses_a_batch_of_one_and_an_unknown_norm():
+    one_left = type(DIGITS)(**{**vars(DIGITS), "X_train": DIGITS.X_train[:65], "y_train": DIGITS.y_train[:65]})
+    with pytest.raises(ValueError, match="at least 2 examples per batch"):
+        batched.fit_many([{"lr": 0.1}], one_left, norm="batch", batch_size=64, epochs=1)
+    with pytest.raises(ValueError, match="unknown norm 'group'"):
+        batched.fit_many([{"lr": 0.1}], DIGITS, norm="group")
+
+
+def test_sweep_mlp_stacks_normalized_networks():
+    records = sweep.sweep_mlp({"lr": [0.03, 0.3]}, DIGITS, seeds=(0, 1), fixed={"norm": "batch", "depth": 4,
+                                                                                 "width": 32, "epochs": 2},
+                              progress=False)
+    again = sweep.sweep_mlp({"lr": [0.03, 0.3]}, DIGITS, seeds=(0, 1), fixed={"norm": "batch", "depth": 4,
+                                                                               "width": 32, "epochs": 2},
+                            progress=False, batched=False)
+    assert [r["val_acc"] for r in records] == pytest.approx([r["val_acc"] for r in again], abs=0.01)
+    assert all(r["norm"] == "batch" and r["val_acc"] > (0.8 if r["lr"] == 0.3 else 0.2) for r in records)
+
+
 def test_a_diverging_run_stops_alone():
     runs = [{"lr": 0.1, "seed": 0}, {"lr": 500.0, "momentum": 0.9, "seed": 0}, {"lr": 0.1, "seed": 1}]
     histories, stack = batched.fit_many(runs, DIGITS, epochs=4, width=32)

@@ -36,15 +36,46 @@ OPTIMIZERS = ("sgd", "nesterov", "rmsprop", "adam", "adamw")
 
 
 class Stack:
-    """K MLPs of one shape as stacked tensors: weights[i] is (K, out, in), biases[i] is (K, 1, out)."""
+    """K MLPs of one shape as stacked tensors: weights[i] is (K, out, in), biases[i] is (K, 1, out).
 
-    def __init__(self, weights: list[torch.Tensor], biases: list[torch.Tensor], activation: str):
+    With `norm` ("batch" or "layer"), each hidden layer is followed by its normalization, as in
+    `nets.mlp`: gains[i] and shifts[i] are (K, 1, width); batch norm standardizes each network's
+    units over its own mini-batch in training mode (`self.training`) and keeps running averages,
+    updated as `nn.BatchNorm1d` does (momentum 0.1, unbiased variance), for evaluation.
+    """
+
+    MOMENTUM, EPS = 0.1, 1e-5  # nn.BatchNorm1d's and nn.LayerNorm's defaults
+
+    def __init__(self, weights: list[torch.Tensor], biases: list[torch.Tensor], activation: str,
+                 norm: str | None = None):
         self.weights, self.biases = weights, biases
         self.activation = nets.ACTIVATIONS[activation]()
+        self.norm, self.training = norm, True
+        hidden = [b for b in biases[:-1]]
+        self.gains = [torch.ones_like(b).requires_grad_(True) for b in hidden] if norm else []
+        self.shifts = [torch.zeros_like(b).requires_grad_(True) for b in hidden] if norm else []
+        self.running_mean = [torch.zeros_like(b) for b in hidden] if norm == "batch" else []
+        self.running_var = [torch.ones_like(b) for b in hidden] if norm == "batch" else []
 
     @property
     def parameters(self) -> list[torch.Tensor]:
-        return [p for pair in zip(self.weights, self.biases) for p in pair]
+        return [p for pair in zip(self.weights, self.biases) for p in pair] + self.gains + self.shifts
+
+    def _normalize(self, h: torch.Tensor, i: int) -> torch.Tensor:
+        if self.norm == "layer":
+            mean, var = h.mean(-1, keepdim=True), h.var(-1, keepdim=True, correction=0)
+        elif self.training:
+            if h.shape[1] < 2:
+                raise ValueError("batch norm needs at least 2 examples per batch in training mode, got 1 "
+                                 "(nn.BatchNorm1d refuses it too): choose a batch size that does not leave one")
+            mean, var = h.mean(1, keepdim=True), h.var(1, keepdim=True, correction=0)
+            with torch.no_grad():
+                unbiased = var * h.shape[1] / (h.shape[1] - 1)
+                self.running_mean[i].lerp_(mean, self.MOMENTUM)
+                self.running_var[i].lerp_(unbiased, self.MOMENTUM)
+        else:
+            mean, var = self.running_mean[i], self.running_var[i]
+        return (h - mean) / torch.sqrt(var + self.EPS) * self.gains[i] + self.shifts[i]
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         """Logits (K, B, classes) for inputs X of shape (K, B, features) or (B, features) shared by all."""
@@ -52,23 +83,29 @@ class Stack:
         for i, (W, b) in enumerate(zip(self.weights, self.biases)):
             h = torch.baddbmm(b, h, W.transpose(1, 2))
             if i < len(self.weights) - 1:
-                h = self.activation(h)
+                h = self.activation(self._normalize(h, i) if self.norm else h)
         return h
 
     @torch.no_grad()
     def evaluate(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean cross-entropy and accuracy of each network on (X, y): two CPU tensors of length K."""
+        """Mean cross-entropy and accuracy of each network on (X, y) in evaluation mode (batch norm uses
+        its running averages): two CPU tensors of length K."""
         where = self.weights[0].device
         X, y = X.to(where, self.weights[0].dtype), y.to(where)
-        logits = self.forward(X)
+        training, self.training = self.training, False
+        try:
+            logits = self.forward(X)
+        finally:
+            self.training = training
         K, n = logits.shape[:2]
         losses = nn.functional.cross_entropy(logits.reshape(K * n, -1), y.repeat(K), reduction="none")
         return losses.view(K, n).mean(1).cpu(), (logits.argmax(-1) == y).double().mean(1).cpu()
 
 
 def build(runs: list[dict], in_features: int, out_features: int, depth: int, width: int, activation: str,
-          init: str, std: float = 0.01, dtype=torch.float32, device=None) -> Stack:
-    """The stacked networks, each initialized exactly as `nets.mlp` after `seed_everything(seed)`."""
+          init: str, std: float = 0.01, dtype=torch.float32, device=None, norm: str | None = None) -> Stack:
+    """The stacked networks, each initialized exactly as `nets.mlp` after `seed_everything(seed)` (a norm
+    draws nothing, so the Linear layers are those of `nets.mlp(..., norm=norm)` too)."""
     layers = []
     for run in runs:
         seed_everything(run.get("seed", 0))
@@ -81,7 +118,7 @@ def build(runs: list[dict], in_features: int, out_features: int, depth: int, wid
               for i in range(depth + 1)]
     for p in weights + biases:
         p.requires_grad_(True)
-    return Stack(weights, biases, activation)
+    return Stack(weights, biases, activation, norm)
 
 
 def _per_run(runs, key, default, dtype):
@@ -158,7 +195,8 @@ class _Optimizer:
 def fit_many(runs: list[dict], data, *, depth: int = 2, width: int = 64, activation: str = "relu",
              init: str = "he_normal", std: float = 0.01, epochs: int = 10, batch_size: int = 64,
              optimizer: str = "sgd", record_steps: bool = False, dtype=torch.float32, device=None,
-             schedule=None, betas: tuple[float, float] = (0.9, 0.999), alpha: float = 0.99):
+             schedule=None, betas: tuple[float, float] = (0.9, 0.999), alpha: float = 0.99,
+             norm: str | None = None):
     """Train one MLP per entry of `runs` (each a dict of PER_RUN settings; `lr` is required).
 
     Returns `(histories, stack)`: a `train.History` per run, as `train.fit` would record it for
@@ -167,12 +205,15 @@ def fit_many(runs: list[dict], data, *, depth: int = 2, width: int = 64, activat
     `device` defaults to `traindeep.device()`. `schedule(step)` (steps counted from 0 over the
     whole run) multiplies every run's rate at that step, as `LambdaLR(optimizer, schedule)` stepped
     per batch would; `betas` are Adam's and AdamW's, `alpha` RMSprop's decay of its square average.
+    `norm` ("batch" or "layer") puts `nets.mlp`'s normalization after every hidden layer.
     """
     _check(runs, optimizer, data, batch_size, epochs)
+    if norm not in nets.NORMS:
+        raise ValueError(f"unknown norm {norm!r}; batched training supports {', '.join(map(repr, nets.NORMS))}")
     K = len(runs)
     where = torch.device(device) if device is not None else default_device()
     stack = build(runs, data.X_train.shape[1], int(data.y_train.max()) + 1, depth, width, activation, init, std,
-                  dtype, where)
+                  dtype, where, norm)
     opt = _Optimizer(optimizer, stack.parameters, runs, dtype, where, betas=betas, alpha=alpha)
     X, y = data.X_train.to(where, dtype), data.y_train.to(where)
     n = len(X)

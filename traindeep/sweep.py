@@ -219,9 +219,9 @@ def table_problems(table: str, min_rows: int = 3) -> list[str]:
 # -- a sweep the library can see into: the standard MLP training, batched where it can be ----------
 
 MLP_DEFAULTS = {"depth": 2, "width": 64, "activation": "relu", "init": "he_normal", "optimizer": "sgd",
-                "epochs": 10, "batch_size": 64, "momentum": 0.0, "weight_decay": 0.0, "scale": 1.0}
-SHAPE_KEYS = ("depth", "width", "activation", "init", "optimizer", "epochs", "batch_size")  # shared by a stack
-SEQUENTIAL_KEYS = ("norm", "dropout", "std", "clip_grad_norm")  # understood, but only one run at a time
+                "epochs": 10, "batch_size": 64, "momentum": 0.0, "weight_decay": 0.0, "scale": 1.0, "norm": None}
+SHAPE_KEYS = ("depth", "width", "activation", "init", "optimizer", "epochs", "batch_size", "norm")  # one stack
+SEQUENTIAL_KEYS = ("dropout", "std", "clip_grad_norm")  # understood, but only one run at a time
 
 
 def sweep_mlp(grid: dict, data, seeds=(0,), fixed: dict | None = None, record_steps: bool = False,
@@ -230,7 +230,7 @@ def sweep_mlp(grid: dict, data, seeds=(0,), fixed: dict | None = None, record_st
 
     Keys: the learning rate `lr` (required), `momentum`, `weight_decay`, `scale` (initial-weight
     multiplier), and the shape and recipe `depth`, `width`, `activation`, `init`, `optimizer`,
-    `epochs`, `batch_size` (defaults in MLP_DEFAULTS); `norm`, `dropout`, `std` and
+    `epochs`, `batch_size`, `norm` (defaults in MLP_DEFAULTS); `dropout`, `std` and
     `clip_grad_norm` are accepted too. Settings that share a shape and recipe are trained together
     by `batched.fit_many`; a setting that uses a sequential-only key, or an optimizer the batched
     path lacks, runs alone through `train.fit`, and the sweep says so. Records are those of
