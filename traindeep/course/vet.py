@@ -185,7 +185,13 @@ def score(grader: Grader, graded, answered: dict, evaluation) -> tuple[dict, str
 
 
 def vet_lab(solution, draws: int = 50, seed: int = 0, workers: int = 1, timeout: float | None = None,
-            cell_timeout: float | None = None, sandbox: bool = True, pack: bool = False, log=print) -> Vetting:
+            cell_timeout: float | None = None, sandbox: bool = True, pack: bool = False, log=print,
+            check_time: bool = True) -> Vetting:
+    """Grade the solution, its unfilled stub and every declared variant on `draws` grader draws.
+
+    `check_time=False` reports the slowest cells without failing on them: wall-clock times measure the
+    machine's load as much as the cell (the per-lab unit tests run beside other work; `make verify`,
+    on a quiet machine, keeps the check)."""
     start = time.monotonic()
     solution = Path(solution)
     nb = read_notebook(solution)
@@ -204,7 +210,7 @@ def vet_lab(solution, draws: int = 50, seed: int = 0, workers: int = 1, timeout:
     grader.reference = {k: v["value"] for k, v in evaluation.values.items() if "value" in v}
     vetting.slowest = slowest
     for took, what in vetting.slowest:  # every cell without the margin, so none hides behind another
-        if took > limit / MARGIN:
+        if check_time and took > limit / MARGIN:
             vetting.failures.append(f"solution: {what} took {took:.1f} s at one thread, more than a third of the "
                                     f"{limit:g} s cell limit (make it cheaper, or raise traindeep.cell_timeout "
                                     "with a cell_timeout_reason)")
