@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -179,7 +180,8 @@ def score(grader: Grader, graded, answered: dict, evaluation) -> tuple[dict, str
     """{question id: (points, {probe name: why it failed})} by the grader's own per-question rule, and the
     feedback a student would read."""
     scored = grader.score(graded, answered, evaluation)
-    feedback = "\n".join(line for q in scored.feedback for line in scored.feedback[q])
+    # Without the draw's "#k" that vetting adds to each probe's name: as the student reads it.
+    feedback = "\n".join(re.sub(r"#\d+(?=:)", "", line) for q in scored.feedback for line in scored.feedback[q])
     return {q: (points, {name.rsplit("#", 1)[0]: why for name, why in scored.failed[q].items()})
             for q, points in scored.scores.items()}, feedback
 
