@@ -28,6 +28,22 @@ RUNS = [{"lr": 0.05, "seed": 0}, {"lr": 0.2, "momentum": 0.9, "seed": 1},
         {"lr": 0.01, "momentum": 0.5, "weight_decay": 1e-3, "seed": 2, "scale": 1.5}]
 
 
+def stacked_and_alone(runs, optimizer, epochs, **shape):
+    """fit_many's histories and stack, and each run trained alone by train.fit (its model), all in float64;
+    asserts that every run's history is fit's."""
+    splits = as_double(DIGITS)
+    histories, stack = batched.fit_many(runs, splits, epochs=epochs, batch_size=100, optimizer=optimizer,
+                                        record_steps=True, dtype=torch.float64, **shape)
+    models = []
+    for k, run in enumerate(runs):
+        expected, model = alone(run, splits, optimizer, epochs, 100, **shape)
+        for metric in ("train_loss", "train_acc", "val_loss", "val_acc", "step_loss"):
+            assert getattr(histories[k], metric) == pytest.approx(getattr(expected, metric), rel=1e-9, abs=1e-12), \
+                (optimizer, shape, k, metric)
+        models.append(model)
+    return stack, models
+
+
 @pytest.mark.parametrize("optimizer,runs", [
     ("sgd", RUNS),
     ("nesterov", [{"lr": 0.05, "seed": 3}, {"lr": 0.02, "momentum": 0.8, "weight_decay": 1e-2, "seed": 4}]),
@@ -36,15 +52,8 @@ RUNS = [{"lr": 0.05, "seed": 0}, {"lr": 0.2, "momentum": 0.9, "seed": 1},
     ("adamw", [{"lr": 1e-3, "weight_decay": 0.1, "seed": 7}, {"lr": 1e-2, "seed": 8, "scale": 0.5}]),
 ])
 def test_each_stacked_run_is_exactly_fit(optimizer, runs):
-    splits = as_double(DIGITS)
-    shape = dict(depth=2, width=24, activation="tanh", init="he_normal")
-    histories, stack = batched.fit_many(runs, splits, epochs=3, batch_size=100, optimizer=optimizer,
-                                        record_steps=True, dtype=torch.float64, **shape)
-    for k, run in enumerate(runs):
-        expected, model = alone(run, splits, optimizer, 3, 100, **shape)
-        for metric in ("train_loss", "train_acc", "val_loss", "val_acc", "step_loss"):
-            assert getattr(histories[k], metric) == pytest.approx(getattr(expected, metric), rel=1e-9, abs=1e-12), \
-                (optimizer, k, metric)
+    stack, models = stacked_and_alone(runs, optimizer, 3, depth=2, width=24, activation="tanh", init="he_normal")
+    for k, model in enumerate(models):
         linears = [m for m in model if isinstance(m, torch.nn.Linear)]
         for W, linear in zip(stack.weights, linears):
             torch.testing.assert_close(W[k].detach(), linear.weight.detach(), rtol=1e-9, atol=1e-12)
@@ -52,16 +61,10 @@ def test_each_stacked_run_is_exactly_fit(optimizer, runs):
 
 @pytest.mark.parametrize("norm,optimizer", [("batch", "sgd"), ("batch", "adamw"), ("layer", "sgd")])
 def test_stacked_runs_with_a_norm_are_exactly_fit(norm, optimizer):
-    splits = as_double(DIGITS)
-    shape = dict(depth=3, width=16, activation="relu", init="he_normal", norm=norm)
     runs = RUNS if optimizer == "sgd" else [{"lr": 3e-3, "weight_decay": 0.1, "seed": 7}, {"lr": 1e-2, "seed": 8}]
-    histories, stack = batched.fit_many(runs, splits, epochs=2, batch_size=100, optimizer=optimizer,
-                                        record_steps=True, dtype=torch.float64, **shape)
-    for k, run in enumerate(runs):
-        expected, model = alone(run, splits, optimizer, 2, 100, **shape)
-        for metric in ("train_loss", "train_acc", "val_loss", "val_acc", "step_loss"):
-            assert getattr(histories[k], metric) == pytest.approx(getattr(expected, metric), rel=1e-9, abs=1e-12), \
-                (norm, k, metric)
+    stack, models = stacked_and_alone(runs, optimizer, 2, depth=3, width=16, activation="relu", init="he_normal",
+                                      norm=norm)
+    for k, model in enumerate(models):
         norms = [m for m in model if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.LayerNorm))]
         assert len(norms) == len(stack.gains) == 3
         for i, layer in enumerate(norms):
