@@ -51,7 +51,7 @@ class Stack:
         self.weights, self.biases = weights, biases
         self.activation = nets.ACTIVATIONS[activation]()
         self.norm, self.training = norm, True
-        hidden = [b for b in biases[:-1]]
+        hidden = biases[:-1]
         self.gains = [torch.ones_like(b).requires_grad_(True) for b in hidden] if norm else []
         self.shifts = [torch.zeros_like(b).requires_grad_(True) for b in hidden] if norm else []
         self.running_mean = [torch.zeros_like(b) for b in hidden] if norm == "batch" else []
