@@ -183,7 +183,7 @@ def test_every_lab_declares_six_variants_an_alternative_and_an_aliased_delegatio
 
 
 def test_a_run_over_the_output_cap_is_split_into_fewer_draws(tmp_path, monkeypatch):
-    # Lab 1's probes return whole weight tensors: 50 draws of them pass the runner's 64 MB output cap.
+    # Probes that return large arrays (lab 1's once returned whole weight tensors) can pass the 64 MB output cap.
     from traindeep.course import vet
     from traindeep.course.grade import Evaluation
 
@@ -203,3 +203,30 @@ def test_a_run_over_the_output_cap_is_split_into_fewer_draws(tmp_path, monkeypat
     evaluation, _ = vet._evaluate(grader, tiny_solution(), per_draw, list(range(5)))
     assert runs == [5, 2, 3, 1, 2]  # 5 draws, then 2 + 3, the 3 split again into 1 + 2
     assert evaluation.problems == [] and len(evaluation.values) == len({p.key for d in per_draw for p in d})
+
+
+def test_probes_with_one_call_share_one_cell_and_each_is_judged(tmp_path):
+    # Only this probe's judged value draws: its five draws, and q2's other check of he_std(64), run the call once.
+    from traindeep.course import vet
+    from traindeep.course.grade import splice
+
+    nb = tiny_solution()
+    nb.metadata["traindeep"]["questions"][1]["probes"].append(
+        {"name": "he_std(64) scaled", "call": "he_std(64)", "value": "he_units(result, 64) * {c}",
+         "draw": {"c": [1.0, 2.0]}, "rtol": 1e-9, "points": 1})
+    nbformat.write(nb, tmp_path / "shared.ipynb")
+    per_draw = vet.drawn_probes(tmp_path / "shared.ipynb", 0, 5)
+    grader = vet._TimedGrader(tmp_path / "shared.ipynb", seed=0, timeout=120)
+    grader.probes = list({id(p): p for d in per_draw for p in d}.values())
+    graded, _, _ = splice(nb, nb)
+    probed, _ = grader._probed(graded)
+    calls = [c.source for c in probed.cells if c.id.startswith("probe-")]
+    assert len(grader.probes) == 16 and len(calls) == len(set(calls)) == 11  # 5 + 5 drawn calls, 1 shared
+    assert sum("he_std(64)" in c for c in calls) == 1
+
+    evaluation, _ = vet._evaluate(grader, graded, per_draw, list(range(5)))
+    scaled = [p for d in per_draw for p in d if p.name.startswith("he_std(64) scaled")]
+    assert len({p.drawn["c"] for p in scaled}) == 5
+    for p in scaled:
+        assert evaluation.values[p.key]["value"] == pytest.approx(p.drawn["c"], rel=1e-9)
+    assert all("value" in evaluation.values[p.key] for p in grader.probes)

@@ -398,10 +398,17 @@ class Grader:
         nb.cells.append(nbformat.v4.new_code_cell(RESTORE_SOURCE, id="grader-restore"))
         nb.cells += [nbformat.v4.new_code_cell(source, id=f"grader-helper-{i}")
                      for i, source in enumerate(self.helpers)]
-        probe_cells = {}
-        for i, probe in enumerate(p for p in self.probes if p.call):
-            probe_cells[len(nb.cells)] = (i, probe.key)
-            nb.cells.append(nbformat.v4.new_code_cell(PROBE_SOURCE.format(index=i, call=probe.call), id=f"probe-{i}"))
+        # Probes with the same call (several checks of one result, or one probe's many draws when only its
+        # judged value draws) share one cell: its result is computed and sent once.
+        probe_cells, cell_of = {}, {}
+        for probe in (p for p in self.probes if p.call):
+            if probe.call not in cell_of:
+                i = len(cell_of)
+                cell_of[probe.call] = len(nb.cells)
+                probe_cells[len(nb.cells)] = (i, [])
+                nb.cells.append(nbformat.v4.new_code_cell(PROBE_SOURCE.format(index=i, call=probe.call),
+                                                          id=f"probe-{i}"))
+            probe_cells[cell_of[probe.call]][1].append(probe.key)
         return nb, probe_cells
 
     def _evaluate(self, graded) -> Evaluation:
@@ -537,24 +544,25 @@ def _probe_payloads(cells: list, probe_cells: dict) -> dict:
     outputs. Only a payload's head is read here (its probe number); the judge reads the rest. Each text is
     taken out of `cells`, so one copy of it is kept."""
     payloads, tampered = {}, []
-    for index, (number, key) in probe_cells.items():
+    for index, (number, keys) in probe_cells.items():
         outputs = cells[index] if isinstance(cells[index], list) else []
         found = [o["data"] for o in outputs
                  if isinstance(o, dict) and isinstance(o.get("data"), dict) and PROBE_MIME in o["data"]]
         texts = [data.pop(PROBE_MIME) for data in found]
         errors = [o for o in outputs if isinstance(o, dict) and o.get("output_type") == "error"]
+        head = PAYLOAD_HEAD.match(texts[0]) if texts and isinstance(texts[0], str) else None
         if not texts:
-            payloads[key] = {"error": "did not return (the probe cell was interrupted or failed)"
-                             if errors else "did not return a result"}
-            continue
-        head = PAYLOAD_HEAD.match(texts[0]) if isinstance(texts[0], str) else None
-        if len(texts) != 1 or head is None or int(head.group(1)) != number:
-            payloads[key] = {"error": "its result was tampered with"}
-            tampered.append(key.split("@")[0])
+            payload = {"error": "did not return (the probe cell was interrupted or failed)"
+                       if errors else "did not return a result"}
+        elif len(texts) != 1 or head is None or int(head.group(1)) != number:
+            payload = {"error": "its result was tampered with"}
+            tampered += [key.split("@")[0] for key in keys]
         elif head.group(2) == "value":
-            payloads[key] = {"text": texts[0]}
+            payload = {"text": texts[0]}
         else:
-            payloads[key] = {"error": _emitted_error(texts[0])}
+            payload = {"error": _emitted_error(texts[0])}
+        for key in keys:  # the probes of one call share its text (one string, not copies)
+            payloads[key] = dict(payload)
     payloads["__flags__"] = [f"probe output tampered with ({', '.join(tampered)})"] if tampered else []
     return payloads
 

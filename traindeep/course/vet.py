@@ -239,7 +239,7 @@ def vet_lab(solution, draws: int = 50, seed: int = 0, workers: int = 1, timeout:
 
 def _evaluate(grader, graded, per_draw, draws: list) -> tuple:
     """One run with the probes of `draws`; a run whose probe results pass the output cap is split in halves
-    (lab 1's probes return whole weight tensors). Returns the evaluation and the run's slowest cells."""
+    (probes that return large arrays). Returns the evaluation and the run's slowest cells."""
     view = copy.copy(grader)
     view.probes = list({id(p): p for d in draws for p in per_draw[d]}.values())
     evaluation = view._evaluate(graded)
