@@ -230,3 +230,20 @@ def test_probes_with_one_call_share_one_cell_and_each_is_judged(tmp_path):
     for p in scaled:
         assert evaluation.values[p.key]["value"] == pytest.approx(p.drawn["c"], rel=1e-9)
     assert all("value" in evaluation.values[p.key] for p in grader.probes)
+
+
+def test_the_judge_computes_a_value_once_per_raw_result(tmp_path):
+    # The second run of the same answers sends the judge nothing: every value is known from the first.
+    from traindeep.course.grade import splice
+
+    nbformat.write(tiny_solution(), tmp_path / "tiny.ipynb")
+    grader = Grader(tmp_path / "tiny.ipynb", seed=3, timeout=120)
+    sent = []
+    read_judge = grader._read_judge
+    grader._read_judge = lambda run, keys: (sent.append(list(keys)), read_judge(run, keys))[1]
+    graded, _, _ = splice(grader.solution, grader.solution)
+    first = grader._evaluate(graded).values
+    second = grader._evaluate(graded).values
+    assert len(sent[0]) == 3 and sent[1] == []  # three probes with calls, none sent again
+    assert second == first and all("value" in v for v in first.values())
+    assert len(grader._judged) == 3
