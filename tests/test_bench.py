@@ -1,3 +1,5 @@
+import time
+
 import pytest
 import torch
 
@@ -37,7 +39,8 @@ def test_report_is_written(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "coursework_sweeps", lambda: (30.0, 10.0, 3.0))
     monkeypatch.setattr(bench, "signal_grid_seconds", lambda: (7.5, 1.25, 6.0))
     builds = {(1, 0): 300.0, (2, 0): 240.0, (1, 2): 420.0, (2, 2): 960.0}
-    monkeypatch.setattr(bench, "book_build_seconds", lambda threads, busy: (builds[threads, busy], 0, 0.4))
+    monkeypatch.setattr(bench, "book_build_seconds",
+                        lambda threads, busy, limit: (builds[threads, busy], 0, 0.4))
     report = bench.run_bench(tmp_path / "bench.md", notebooks=False, grading=False, build=True)
     assert (tmp_path / "bench.md").read_text() == report
     assert "| the same grid, stacked by `signal_profiles` | 1.25 s | |" in report
@@ -51,6 +54,26 @@ def test_report_is_written(tmp_path, monkeypatch):
     assert "| `fit` / bare loop | 1.000 | ≤ 1.10 |" in report and "signal explorer callback, median" in report
     assert "| learning-rate explorer callback, median | 42 ms | ≤ 100 ms |" in report
     assert "| one by one / stacked, batch 64 | 6.0 | ≥ 5 |" in report and "| alone / batched | 3.0 | ≥ 3 |" in report
+
+
+def test_a_busy_build_past_its_limit_is_stopped_and_reported_as_a_bound():
+    asked = {}
+
+    def measure(threads, busy, limit):
+        asked[threads, busy] = limit
+        if (threads, busy) == (2, 2):
+            return 2.5 * 240.0, None, 3.9  # stopped at the limit
+        return {(1, 0): 300.0, (2, 0): 240.0, (1, 2): 420.0}[threads, busy], 0, 2.1
+
+    shown = []
+    lines = bench.build_lines(measure, limit=2.5, progress=shown.append)
+    assert asked == {(1, 0): None, (2, 0): None, (1, 2): 750.0, (2, 2): 600.0}  # 2.5x each quiet build
+    assert shown == lines[:4]  # each build's line as soon as it is measured
+    assert ("| `make book` from a fresh clone, THREADS=2, beside two busy processes (load 3.9 at start), "
+            "stopped after 10.0 min (2.5x the quiet build) | > 10.0 min | |") in lines
+    assert "| THREADS=1: busy / quiet build time | 1.40 | ≤ 2 |" in lines
+    assert "| THREADS=2: busy / quiet build time | > 2.50 | ≤ 2 |" in lines
+    assert "| busy: THREADS=1 / THREADS=2 build time | < 0.70 | |" in lines
 
 
 def test_the_coursework_sweeps_are_timed_both_ways():
@@ -92,6 +115,15 @@ def test_a_build_is_timed_on_a_fresh_clone_beside_busy_processes(tmp_path, monke
     _, status, _ = bench.book_build_seconds(1, busy=2, root=repo)
     assert status != 0 and len(started) == 2 and all(p.poll() is not None for p in started)
     assert not os.path.exists(pythonpath)  # the clone is gone
+    # A build past its limit is stopped, with what it started (here a sleep in a child shell).
+    (repo / "Makefile").write_text(f"book:\n\tsh -c 'echo $$$$ > {seen}; sleep 60'\n")
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-am", "slow"], cwd=repo,
+                   check=True)
+    seconds, status, _ = bench.book_build_seconds(1, root=repo, limit=1.0)
+    assert status is None and 1.0 <= seconds < 20
+    child = int(seen.read_text())
+    time.sleep(0.2)
+    assert not os.path.exists(f"/proc/{child}") or "Z" in open(f"/proc/{child}/stat").read().split()[2]
     with pytest.raises(RuntimeError, match="borrows .*make venv"):
         bench.book_build_seconds(1, root=tmp_path)
     # A Makefile whose book would reinstall the environment is refused before anything runs.

@@ -87,6 +87,8 @@ def main(argv=None) -> int:
     bench.add_argument("--build", action="store_true",
                        help="also time make book on fresh clones at THREADS=1 and 2, quiet and beside two busy "
                             "processes (four builds, 30-60 min)")
+    bench.add_argument("--build-limit", type=float, default=3.0, metavar="FACTOR",
+                       help="stop a busy build once it takes FACTOR times its quiet build (default 3; the target is 2)")
 
     args = parser.parse_args(argv)
     try:
@@ -238,7 +240,8 @@ def _run(args) -> int:
     if args.command == "bench":
         from .course.bench import run_bench
 
-        print(run_bench(args.out, notebooks=not args.skip_notebooks, ci=args.ci, build=args.build))
+        print(run_bench(args.out, notebooks=not args.skip_notebooks, ci=args.ci, build=args.build,
+                        build_limit=args.build_limit))
         return 0
     return 2
 
