@@ -57,10 +57,11 @@ web-modules:
 # (traindeep/course/nbval_cache.py); the -W build then renders those outputs without executing again.
 NB_CACHE := _build/.jupyter_cache
 
+# --durations lists the slowest tests and cells, for keeping the run within its budget.
 test: venv browser-tools lint
-	$(ONE_THREAD) $(PY) -m pytest tests -n 2 --dist loadfile
+	$(ONE_THREAD) $(PY) -m pytest tests -n 2 --dist loadfile --durations=25
 	$(ONE_THREAD) $(PY) -m pytest -p no:cacheprovider -p traindeep.course.nbval_cache --nbval-cache $(NB_CACHE) \
-		--nbval-lax -n 2 --dist loadfile book lectures solutions
+		--nbval-lax -n 2 --dist loadfile --durations=10 book lectures solutions
 	$(PY) -m traindeep notebooks executed --touch
 	$(LONE) $(BIN)/jupyter-book build -W -n --keep-going .
 	$(PY) -m traindeep notebooks executed
