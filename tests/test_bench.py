@@ -68,7 +68,9 @@ def test_a_busy_build_past_its_limit_is_stopped_and_reported_as_a_bound():
     shown = []
     lines = bench.build_lines(measure, limit=2.5, progress=shown.append)
     assert asked == {(1, 0): None, (2, 0): None, (1, 2): 750.0, (2, 2): 600.0}  # 2.5x each quiet build
-    assert shown == lines[:4]  # each build's line as soon as it is measured
+    assert shown == lines[:4]  # each build's line as soon as it is measured, one thread count at a time
+    assert ["THREADS=1, no added" in shown[0], "THREADS=1, beside" in shown[1], "THREADS=2, no added" in shown[2]] == [
+        True, True, True]
     assert ("| `make book` from a fresh clone, THREADS=2, beside two busy processes (load 3.9 at start), "
             "stopped after 10.0 min (2.5x the quiet build) | > 10.0 min | |") in lines
     assert "| THREADS=1: busy / quiet build time | 1.40 | ≤ 2 |" in lines
