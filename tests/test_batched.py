@@ -228,3 +228,31 @@ def test_the_stack_trains_where_traindeep_device_says(monkeypatch):
     assert loss.device.type == acc.device.type == "cpu" and all(isinstance(v, float) for v in histories[0].val_acc)
     explicit, _ = batched.fit_many([{"lr": 0.1, "seed": 0}], DIGITS, epochs=2, width=16, device="cpu")
     assert asked == [True] and explicit[0].val_acc == histories[0].val_acc  # an explicit device is not asked for
+
+
+def test_train_stack_takes_any_update_rule_and_calls_back_on_schedule():
+    # An update rule written out (plain SGD, one rate per network) is fit_many's SGD to the last bit, since
+    # fit_many runs on the same loop; `on_every` sees steps every-1, 2*every-1, ...; `after_epoch` can stop.
+    runs = [{"lr": 0.05, "seed": 0}, {"lr": 0.2, "seed": 1}]
+    splits = as_double(DIGITS)
+    expected, _ = batched.fit_many(runs, splits, epochs=2, batch_size=100, width=16, dtype=torch.float64)
+    stack = batched.build(runs, 64, 10, 2, 16, "relu", "he_normal", dtype=torch.float64)
+    rates = torch.tensor([0.05, 0.2], dtype=torch.float64)
+
+    @torch.no_grad()
+    def sgd(t):
+        for p in stack.parameters:
+            p.sub_(rates.view(-1, *[1] * (p.dim() - 1)) * p.grad)
+
+    seen, epochs_seen = [], []
+    losses = batched.train_stack(stack, splits, [0, 1], sgd, epochs=2, batch_size=100, every=5,
+                                 on_every=seen.append, after_epoch=lambda l, c: epochs_seen.append(l.shape) or False)
+    steps = math.ceil(len(splits.X_train) / 100)
+    assert losses.shape == (2, 2 * steps) and epochs_seen == [(2, steps)] * 2
+    assert seen == list(range(4, 2 * steps, 5))
+    val_acc = stack.evaluate(splits.X_val, splits.y_val)[1]
+    assert val_acc.tolist() == [h.val_acc[-1] for h in expected]
+    assert losses[:, -1].tolist() != losses[:, 0].tolist()  # it trained
+    stopped = batched.train_stack(batched.build(runs, 64, 10, 2, 16, "relu", "he_normal"), DIGITS, [0, 1],
+                                  lambda t: None, epochs=5, batch_size=100, after_epoch=lambda l, c: True)
+    assert stopped.shape == (2, steps)  # stopped after the first epoch

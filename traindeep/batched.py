@@ -192,6 +192,50 @@ class _Optimizer:
             p.sub_(step_size * m / denom)
 
 
+def train_stack(stack: Stack, data, seeds, update, *, epochs: int, batch_size: int = 64,
+                every: int | None = None, on_every=None, after_epoch=None) -> torch.Tensor:
+    """The minibatch loop of `fit_many` and of the chapters' own stacked trainers; returns each network's
+    loss at every step, (K, steps) on the CPU.
+
+    Network k draws its batches as `train.fit(seed=seeds[k])` does (one permutation per epoch from
+    `traindeep.generator(seed)`) and computes its mean cross-entropy; the backward pass of the sum gives
+    every network the gradient of its own loss. Then `update(t)` changes the parameters (t counts the
+    steps from 0 over the whole run): an optimizer's step, an update rule written out, a rate or momentum
+    per network and step, several parameter groups. Every `every` steps `on_every(t)` runs (a validation
+    check, a schedule that watches it). After each epoch `after_epoch(losses, correct)` gets the epoch's
+    losses (K, steps) and the number of training examples each network classified right, both on the
+    CPU; training stops when it returns True.
+    """
+    where, dtype = stack.weights[0].device, stack.weights[0].dtype
+    X, y = data.X_train.to(where, dtype), data.y_train.to(where)
+    n, K = len(X), len(seeds)
+    generators = [shifted_generator(seed) for seed in seeds]
+    every_loss, t = [], 0
+    for _ in range(epochs):
+        orders = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(where)  # (K, n)
+        step_losses, correct = [], torch.zeros(K, device=where)
+        for start in range(0, n, batch_size):
+            idx = orders[:, start:start + batch_size]
+            logits = stack.forward(X[idx])
+            b = idx.shape[1]
+            losses = nn.functional.cross_entropy(logits.reshape(K * b, -1), y[idx].reshape(-1),
+                                                 reduction="none").view(K, b).mean(1)
+            for p in stack.parameters:
+                p.grad = None
+            losses.sum().backward()  # each network's gradient is that of its own loss
+            update(t)
+            t += 1
+            step_losses.append(losses.detach())
+            correct += (logits.detach().argmax(-1) == y[idx]).sum(1)
+            if every and t % every == 0:
+                on_every(t - 1)
+        epoch_losses = torch.stack(step_losses, dim=1).cpu()  # (K, steps); one transfer per epoch
+        every_loss.append(epoch_losses)
+        if after_epoch is not None and after_epoch(epoch_losses, correct.cpu()):
+            break
+    return torch.cat(every_loss, dim=1)
+
+
 def fit_many(runs: list[dict], data, *, depth: int = 2, width: int = 64, activation: str = "relu",
              init: str = "he_normal", std: float = 0.01, epochs: int = 10, batch_size: int = 64,
              optimizer: str = "sgd", record_steps: bool = False, dtype=torch.float32, device=None,
@@ -215,30 +259,16 @@ def fit_many(runs: list[dict], data, *, depth: int = 2, width: int = 64, activat
     stack = build(runs, data.X_train.shape[1], int(data.y_train.max()) + 1, depth, width, activation, init, std,
                   dtype, where, norm)
     opt = _Optimizer(optimizer, stack.parameters, runs, dtype, where, betas=betas, alpha=alpha)
-    X, y = data.X_train.to(where, dtype), data.y_train.to(where)
-    n = len(X)
-    generators = [shifted_generator(run.get("seed", 0)) for run in runs]
+    n = len(data.X_train)
     histories = [History() for _ in runs]
     live = torch.ones(K, dtype=torch.bool)
-    for _ in range(epochs):
-        orders = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(where)  # (K, n)
-        step_losses, correct = [], torch.zeros(K, device=where)
-        for start in range(0, n, batch_size):
-            idx = orders[:, start:start + batch_size]
-            logits = stack.forward(X[idx])
-            b = idx.shape[1]
-            losses = nn.functional.cross_entropy(logits.reshape(K * b, -1), y[idx].reshape(-1),
-                                                 reduction="none").view(K, b).mean(1)
-            for p in stack.parameters:
-                p.grad = None
-            losses.sum().backward()  # each network's gradient is that of its own loss
-            if schedule is not None:
-                opt.factor = float(schedule(opt.t))
-            opt.step()
-            step_losses.append(losses.detach())
-            correct += (logits.detach().argmax(-1) == y[idx]).sum(1)
-        epoch_losses = torch.stack(step_losses, dim=1).cpu()  # (K, steps); one transfer per epoch
-        correct = correct.cpu()
+
+    def step(t):
+        if schedule is not None:
+            opt.factor = float(schedule(t))
+        opt.step()
+
+    def record(epoch_losses, correct):
         val_loss, val_acc = stack.evaluate(data.X_val, data.y_val)
         for k, history in enumerate(histories):
             if not live[k]:
@@ -253,6 +283,8 @@ def fit_many(runs: list[dict], data, *, depth: int = 2, width: int = 64, activat
             history.train_acc.append(correct[k].item() / n)
             history.val_loss.append(float(val_loss[k]))
             history.val_acc.append(float(val_acc[k]))
-        if not live.any():
-            break
+        return not live.any()
+
+    train_stack(stack, data, [run.get("seed", 0) for run in runs], step, epochs=epochs, batch_size=batch_size,
+                after_epoch=record)
     return histories, stack
