@@ -245,8 +245,8 @@ def test_train_stack_takes_any_update_rule_and_calls_back_on_schedule():
             p.sub_(rates.view(-1, *[1] * (p.dim() - 1)) * p.grad)
 
     seen, epochs_seen = [], []
-    losses = batched.train_stack(stack, splits, [0, 1], sgd, epochs=2, batch_size=100, every=5,
-                                 on_every=seen.append, after_epoch=lambda l, c: epochs_seen.append(l.shape) or False)
+    losses = batched.train_stack(stack, splits, [0, 1], sgd, epochs=2, batch_size=100, every=5, on_every=seen.append,
+                                 after_epoch=lambda epoch, _: epochs_seen.append(epoch.shape) or False)
     steps = math.ceil(len(splits.X_train) / 100)
     assert losses.shape == (2, 2 * steps) and epochs_seen == [(2, steps)] * 2
     assert seen == list(range(4, 2 * steps, 5))
@@ -254,5 +254,5 @@ def test_train_stack_takes_any_update_rule_and_calls_back_on_schedule():
     assert val_acc.tolist() == [h.val_acc[-1] for h in expected]
     assert losses[:, -1].tolist() != losses[:, 0].tolist()  # it trained
     stopped = batched.train_stack(batched.build(runs, 64, 10, 2, 16, "relu", "he_normal"), DIGITS, [0, 1],
-                                  lambda t: None, epochs=5, batch_size=100, after_epoch=lambda l, c: True)
+                                  lambda t: None, epochs=5, batch_size=100, after_epoch=lambda *_: True)
     assert stopped.shape == (2, steps)  # stopped after the first epoch

@@ -40,7 +40,7 @@ def test_report_is_written(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "signal_grid_seconds", lambda: (7.5, 1.25, 6.0))
     builds = {(1, 0): 300.0, (2, 0): 240.0, (1, 2): 420.0, (2, 2): 960.0}
     monkeypatch.setattr(bench, "book_build_seconds",
-                        lambda threads, busy, limit: (builds[threads, busy], 0, 0.4))
+                        lambda threads, busy, limit, notebooks: (builds[threads, busy], 0, 0.4))
     report = bench.run_bench(tmp_path / "bench.md", notebooks=False, grading=False, build=True)
     assert (tmp_path / "bench.md").read_text() == report
     assert "| the same grid, stacked by `signal_profiles` | 1.25 s | |" in report
@@ -59,10 +59,12 @@ def test_report_is_written(tmp_path, monkeypatch):
 def test_a_busy_build_past_its_limit_is_stopped_and_reported_as_a_bound():
     asked = {}
 
-    def measure(threads, busy, limit):
+    def measure(threads, busy, limit, notebooks):
         asked[threads, busy] = limit
+        notebooks["book/a.ipynb"] = 10.0 * threads + busy
         if (threads, busy) == (2, 2):
-            return 2.5 * 240.0, None, 3.9  # stopped at the limit
+            return 2.5 * 240.0, None, 3.9  # stopped at the limit, before book/b.ipynb ran
+        notebooks["book/b.ipynb"] = 100.0
         return {(1, 0): 300.0, (2, 0): 240.0, (1, 2): 420.0}[threads, busy], 0, 2.1
 
     shown = []
@@ -76,6 +78,25 @@ def test_a_busy_build_past_its_limit_is_stopped_and_reported_as_a_bound():
     assert "| THREADS=1: busy / quiet build time | 1.40 | ≤ 2 |" in lines
     assert "| THREADS=2: busy / quiet build time | > 2.50 | ≤ 2 |" in lines
     assert "| busy: THREADS=1 / THREADS=2 build time | < 0.70 | |" in lines
+    # Each notebook's seconds in each build, in the order the builds ran; "—" where a stopped build never got to it.
+    assert ("| notebook (seconds in the build) | THREADS=1, quiet | THREADS=1, busy | THREADS=2, quiet "
+            "| THREADS=2, busy |") in lines
+    assert "| book/a.ipynb | 10 | 12 | 20 | 22 |" in lines and "| book/b.ipynb | 100 | 100 | 100 | — |" in lines
+
+
+def test_a_builds_notebook_times_come_from_its_cache(tmp_path):
+    import json
+    import sqlite3
+
+    cache = tmp_path / "project" / "_build" / ".jupyter_cache"
+    assert bench.cached_notebook_seconds(cache) == {}  # no build, no times
+    cache.mkdir(parents=True)
+    with sqlite3.connect(cache / "global.db") as db:  # the table jupyter-cache keeps, with the columns read here
+        db.execute("create table nbcache (uri text, data text)")
+        db.executemany("insert into nbcache values (?, ?)", [
+            (str(tmp_path / "project" / "book" / "x.ipynb"), json.dumps({"execution_seconds": 12.5})),
+            ("/elsewhere/y.ipynb", json.dumps({"execution_seconds": 3.0}))])
+    assert bench.cached_notebook_seconds(cache) == {"book/x.ipynb": 12.5, "y.ipynb": 3.0}
 
 
 def test_the_coursework_sweeps_are_timed_both_ways():

@@ -11,6 +11,7 @@ and without two busy processes beside it (four builds, 30-60 minutes on 2 cores)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -307,11 +308,32 @@ def stop_processes(processes) -> None:
         process.wait()
 
 
-def book_build_seconds(threads: int, busy: int = 0, root=ROOT, limit: float | None = None
-                       ) -> tuple[float, int | None, float]:
+def cached_notebook_seconds(cache: Path) -> dict[str, float]:
+    """{notebook path relative to the project: execution seconds} from a book build's jupyter-cache
+    (`_build/.jupyter_cache` of the project at `cache.parent.parent`); empty when there is none."""
+    import json
+    import sqlite3
+
+    database = Path(cache) / "global.db"
+    if not database.exists():
+        return {}
+    project = Path(cache).resolve().parent.parent
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        rows = connection.execute("select uri, data from nbcache").fetchall()
+    seconds = {}
+    for uri, data in rows:
+        path = Path(uri)
+        name = str(path.relative_to(project)) if path.is_relative_to(project) else path.name
+        seconds[name] = float(json.loads(data or "{}").get("execution_seconds", float("nan")))
+    return seconds
+
+
+def book_build_seconds(threads: int, busy: int = 0, root=ROOT, limit: float | None = None,
+                       notebooks: dict | None = None) -> tuple[float, int | None, float]:
     """(seconds, exit status, load average at the start) of `make book THREADS=threads` on a fresh clone
     of `root`'s committed HEAD, with `busy` busy-loop processes running beside it. A build still running
-    after `limit` seconds is stopped (with every process it started): its status is None.
+    after `limit` seconds is stopped (with every process it started): its status is None. `notebooks`, when
+    given, receives each executed notebook's seconds from the build's cache (`cached_notebook_seconds`).
 
     Only the build is timed: the clone borrows `root`'s `.venv` (a symlink; `make -o` keeps make from
     reinstalling into it) and imports its own `traindeep` first (PYTHONPATH), so every notebook and
@@ -346,7 +368,10 @@ def book_build_seconds(threads: int, busy: int = 0, root=ROOT, limit: float | No
                 os.killpg(build.pid, signal.SIGKILL)  # make, jupyter-book and the kernels it started
                 build.wait()
                 status = None
-            return time.perf_counter() - start, status, load
+            took = time.perf_counter() - start
+            if notebooks is not None:
+                notebooks.update(cached_notebook_seconds(clone / "_build" / ".jupyter_cache"))
+            return took, status, load
         finally:
             stop_processes(neighbours)
 
@@ -359,11 +384,12 @@ def build_lines(measure=None, limit: float = 3.0, progress=print) -> list[str]:
     target is 2): its ratio is then reported as "> limit". `progress` gets each line as it is measured.
     """
     measure = measure or book_build_seconds
-    lines, seconds, stopped = [], {}, set()
+    lines, seconds, stopped, per_notebook = [], {}, set(), {}
     for threads in (1, 2):  # each thread count's pair back to back: a cut-off bench still gives a ratio
         for busy in (0, 2):
             cap = None if busy == 0 else limit * seconds[threads, 0]
-            took, status, load = measure(threads, busy=busy, limit=cap)
+            per_notebook[threads, busy] = {}
+            took, status, load = measure(threads, busy=busy, limit=cap, notebooks=per_notebook[threads, busy])
             seconds[threads, busy] = took
             where = "beside two busy processes" if busy else "no added load"
             if status is None:
@@ -384,6 +410,13 @@ def build_lines(measure=None, limit: float = 3.0, progress=print) -> list[str]:
         lines.append(f"| THREADS={threads}: busy / quiet build time | {ratio((threads, 2), (threads, 0))} | ≤ 2 |")
     lines += [f"| quiet: THREADS=1 / THREADS=2 build time | {ratio((1, 0), (2, 0))} | |",
               f"| busy: THREADS=1 / THREADS=2 build time | {ratio((1, 2), (2, 2))} | |"]
+    names = sorted({name for times in per_notebook.values() for name in times})
+    if names:  # each notebook's execution in each build (a stopped build lists what it finished)
+        builds = list(per_notebook)
+        lines += ["", "| notebook (seconds in the build) | " + " | ".join(
+            f"THREADS={t}, {'busy' if b else 'quiet'}" for t, b in builds) + " |", "|---|" + "---:|" * len(builds)]
+        lines += [f"| {name} | " + " | ".join(f"{per_notebook[b][name]:.0f}" if name in per_notebook[b] else "—"
+                                                for b in builds) + " |" for name in names]
     return lines
 
 
