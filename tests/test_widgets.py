@@ -158,15 +158,20 @@ def test_signal_profiles_refuse_what_signal_stats_cannot_measure():
 def test_the_static_face_replays_the_per_network_statistics():
     import json
 
+    from traindeep.widgets.signal import EXPLORER_INPUTS
+
     explorer = widgets.signal_explorer(depth=10, width=32)
     explorer.STATIC_GRID = dict(depth=(4, 9), activation=("tanh", "relu"), init=("xavier_normal", "he_normal"),
                                 scale=(0.5, 2.0))
     page = explorer.static_html()
     spec = json.loads(re.search(r'<script type="application/json">(.*?)</script>', page).group(1).replace("<\\/", "</"))
     assert len(spec["runs"]) == 16
-    stats = widgets.signal_stats(depth=9, activation="relu", init="he_normal", scale=0.5, width=32)
+    stats = widgets.signal_stats(depth=9, activation="relu", init="he_normal", scale=0.5, width=32,
+                                 n_samples=EXPLORER_INPUTS)
     expected = [[float(f"{v:.4g}") for v in values] for values in (stats.act_spread, stats.back_norm)]
     assert spec["runs"]["1|1|1|0"] == expected  # depth 9, relu, he_normal, x 0.5: to the page's four digits
+    live = explorer.update(depth=9, activation="relu", init="he_normal", scale=0.5)
+    assert (live.act_spread == stats.act_spread).all()  # the live face measures on the page's inputs
 
 # -- the learning-rate explorer ----------------------------------------------------------------------
 

@@ -26,6 +26,11 @@ from .static import static_explorer
 
 EXPLORER_INITS = tuple(s for s in INIT_SCHEMES if s not in ("default", "zeros"))
 EXPLORER_ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "silu")
+# The explorer measures every network on this many standard-normal inputs, live and on the page. Half of
+# `signal_stats`'s default 256 halves the cost of the page's grid (its matrix products are most of it),
+# and the curves keep their shape: the spread moves by a median 12 % between the two batches, and the
+# backward norm of a mean loss by the sqrt(2) it should.
+EXPLORER_INPUTS = 128
 
 
 def _log_limits(values, min_decades=3):
@@ -145,11 +150,12 @@ def _subnormals_flushed():
 
 def _spread(a):
     """`LayerStats.act_spread` of each network in a stack (K, batch, units): every unit's std across the
-    batch, averaged over units. Two passes in float64 give float32 `std`'s result (which accumulates in
-    float64) to rounding, for a fraction of its cost."""
-    deviations = a.double()
+    batch, averaged over units. float32 `std` accumulates in float64; two passes in float32 match it to
+    rounding for a quarter of its cost: the first subtracts the mean, the second what the float32 mean
+    got wrong (which matters for a deep sigmoid network, whose spread is 1e-7 of its mean)."""
+    deviations = a - a.mean(dim=1, keepdim=True)
     deviations -= deviations.mean(dim=1, keepdim=True)
-    return (torch.linalg.vector_norm(deviations, dim=1) / math.sqrt(a.shape[1] - 1)).mean(dim=1).float()
+    return (deviations.square_().sum(dim=1).sqrt_() / math.sqrt(a.shape[1] - 1)).mean(dim=1)
 
 
 class _Stack:
@@ -196,18 +202,19 @@ class _Stack:
     def profiles(self, activation, depths, X, y):
         """(act_spread (K, deepest), {depth: back_norm (K, depth)}) with `activation`, in `order`."""
         function, P = ACTIVATIONS[activation](), self.passes
-        h, slopes, spreads, tops = X.expand(P, *X.shape), [], [], {}
+        h, inputs, total, spreads, tops = X.expand(P, *X.shape), [], 0, [], {}
         for i in range(max(depths)):
             z = torch.baddbmm(self.b[i][:P], h, self.W[i][:P].transpose(1, 2)).requires_grad_()
             a = function(z)
-            # The activation's backward as autograd has it, at a gradient of ones (through a sum: passing the
-            # ones as grad_outputs makes the first call of a process import sympy, half a second).
-            slope, = torch.autograd.grad(a.sum(), z)
+            inputs.append(z)
+            total = total + a.sum()
             h = a.detach()
-            slopes.append(slope)
             spreads.append(_spread(h))
             if i + 1 in depths:
                 tops[i + 1] = self._all(h)
+        # Every layer's activation slope as autograd has it, at a gradient of ones, in one backward call
+        # (through a sum: passing the ones as grad_outputs makes a process's first call import sympy).
+        slopes = torch.autograd.grad(total, inputs)
         # The backward signal, carried down from each depth's output layer; grads[d] is (K, batch, units).
         grads, norms = {}, {d: [] for d in depths}
         for layer in range(max(depths), 0, -1):
@@ -266,6 +273,9 @@ class SignalExplorer:
             ax.title.set_fontsize(9)
         for ax in self.axes:
             ax.yaxis.set_major_locator(LogLocator(numticks=6))
+            # Minor ticks at 2 and 5 only: the default eight per decade, over the many decades a vanishing
+            # signal spans, were a third of the figure's drawing time.
+            ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0), numticks=12))
             ax.yaxis.set_minor_formatter(NullFormatter())
         self._widget, self._stats, self._png = None, None, None
         self.update(**self.params)
@@ -280,7 +290,7 @@ class SignalExplorer:
         if self._stats is not None and {**self.params, **params} == self.params:
             return self._stats
         self.params.update(params)
-        stats = self._stats = signal_stats(**self.params)
+        stats = self._stats = signal_stats(**self.params, n_samples=EXPLORER_INPUTS)
         self._png = None
         layers = np.arange(1, stats.depth + 1)
         self.act_line.set_data(layers, positive(stats.act_spread))
@@ -331,7 +341,7 @@ class SignalExplorer:
         controls = [(name, "init scale" if name == "scale" else name, list(values),
                      p[name] if p[name] in values else values[len(values) // 2]) for name, values in grid.items()]
 
-        profiles = signal_profiles(itertools.product(*grid.values()), width=p["width"])
+        profiles = signal_profiles(itertools.product(*grid.values()), width=p["width"], n_samples=EXPLORER_INPUTS)
 
         def compute(depth, activation, init, scale):
             return profiles[(depth, activation, init, scale)]
