@@ -256,3 +256,35 @@ def test_train_stack_takes_any_update_rule_and_calls_back_on_schedule():
     stopped = batched.train_stack(batched.build(runs, 64, 10, 2, 16, "relu", "he_normal"), DIGITS, [0, 1],
                                   lambda t: None, epochs=5, batch_size=100, after_epoch=lambda *_: True)
     assert stopped.shape == (2, steps)  # stopped after the first epoch
+
+
+def test_train_stack_trains_each_network_on_its_own_data_as_fit_does():
+    # Two networks, each on its own subset of the digits (chapter 6's fine-tuning), full-batch and in
+    # minibatches: each equals train.fit on its subset alone, in float64, with the same seed.
+    splits = as_double(DIGITS)
+    subsets = [torch.arange(0, 300, 3), torch.arange(1, 300, 3)]
+    own = type(splits)(**{**vars(splits), "X_train": torch.stack([splits.X_train[i] for i in subsets]),
+                          "y_train": torch.stack([splits.y_train[i] for i in subsets])})
+    runs = [{"lr": 0.1, "seed": 0}, {"lr": 0.3, "seed": 1}]
+    rates = torch.tensor([0.1, 0.3], dtype=torch.float64)
+
+    def sgd(stack):
+        @torch.no_grad()
+        def update(t):
+            for p in stack.parameters:
+                p.sub_(rates.view(-1, *[1] * (p.dim() - 1)) * p.grad)
+        return update
+
+    for batch_size in (100, 32):
+        stack = batched.build(runs, 64, 10, 1, 16, "relu", "he_normal", dtype=torch.float64)
+        batched.train_stack(stack, own, [0, 1], sgd(stack), epochs=3, batch_size=batch_size)
+        for k, (run, subset) in enumerate(zip(runs, subsets)):
+            alone_splits = type(splits)(**{**vars(splits), "X_train": splits.X_train[subset],
+                                           "y_train": splits.y_train[subset]})
+            _, model = alone(run, alone_splits, "sgd", 3, batch_size, depth=1, width=16, activation="relu",
+                             init="he_normal")
+            linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+            for W, linear in zip(stack.weights, linears):
+                torch.testing.assert_close(W[k].detach(), linear.weight.detach(), rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match=r"X_train \(K, n, features\) and y_train \(K, n\) with K = 3 seeds"):
+        batched.train_stack(stack, own, [0, 1, 2], sgd(stack), epochs=1)

@@ -205,10 +205,18 @@ def train_stack(stack: Stack, data, seeds, update, *, epochs: int, batch_size: i
     check, a schedule that watches it). After each epoch `after_epoch(losses, correct)` gets the epoch's
     losses (K, steps) and the number of training examples each network classified right, both on the
     CPU; training stops when it returns True.
+
+    `data.X_train` is (n, features), shared by every network, or (K, n, features) with `y_train` (K, n):
+    each network its own training set of n examples (chapter 6 fine-tunes each on its own labelled
+    subset). A `batch_size` of n or more trains full-batch.
     """
     where, dtype = stack.weights[0].device, stack.weights[0].dtype
     X, y = data.X_train.to(where, dtype), data.y_train.to(where)
-    n, K = len(X), len(seeds)
+    K, own = len(seeds), X.dim() == 3
+    if own and (X.shape[0] != K or y.shape != X.shape[:2]):
+        raise ValueError(f"per-network training data must be X_train (K, n, features) and y_train (K, n) with "
+                         f"K = {K} seeds; got {tuple(X.shape)} and {tuple(y.shape)}")
+    n, rows = X.shape[-2], torch.arange(K, device=where).unsqueeze(1)
     generators = [shifted_generator(seed) for seed in seeds]
     every_loss, t = [], 0
     for _ in range(epochs):
@@ -216,9 +224,10 @@ def train_stack(stack: Stack, data, seeds, update, *, epochs: int, batch_size: i
         step_losses, correct = [], torch.zeros(K, device=where)
         for start in range(0, n, batch_size):
             idx = orders[:, start:start + batch_size]
-            logits = stack.forward(X[idx])
+            X_batch, y_batch = (X[rows, idx], y[rows, idx]) if own else (X[idx], y[idx])
+            logits = stack.forward(X_batch)
             b = idx.shape[1]
-            losses = nn.functional.cross_entropy(logits.reshape(K * b, -1), y[idx].reshape(-1),
+            losses = nn.functional.cross_entropy(logits.reshape(K * b, -1), y_batch.reshape(-1),
                                                  reduction="none").view(K, b).mean(1)
             for p in stack.parameters:
                 p.grad = None
@@ -226,7 +235,7 @@ def train_stack(stack: Stack, data, seeds, update, *, epochs: int, batch_size: i
             update(t)
             t += 1
             step_losses.append(losses.detach())
-            correct += (logits.detach().argmax(-1) == y[idx]).sum(1)
+            correct += (logits.detach().argmax(-1) == y_batch).sum(1)
             if every and t % every == 0:
                 on_every(t - 1)
         epoch_losses = torch.stack(step_losses, dim=1).cpu()  # (K, steps); one transfer per epoch
