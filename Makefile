@@ -69,7 +69,8 @@ test: venv browser-tools lint
 	$(PY) -m pytest tests/browser_check.py -v
 
 # Every notebook at other seed offsets and thread counts (_build/verify.md), then every lab's grades
-# under many grader draws. Slow (about 105 minutes on 2 cores): not part of make test; a weekly workflow runs it.
+# under many grader draws. Slow (115 minutes on 2 cores, measured from a clean clone): not part of make test;
+# a weekly workflow runs it.
 OFFSETS ?= 1,2
 VERIFY_THREADS ?= 1,2
 DRAWS ?= 50
